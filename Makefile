@@ -1,0 +1,28 @@
+# The README's two commands: `make demo` and `make test`. Each creates or refreshes .venv
+# itself (re-installing only when pyproject.toml changed), then runs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+DEMO := demo_out
+
+.PHONY: test demo env clean-demo
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	bash scripts/demo.sh $(DEMO)
+
+clean-demo:
+	rm -rf $(DEMO)

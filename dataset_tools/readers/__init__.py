@@ -1,0 +1,85 @@
+"""Annotation readers: one small module per format behind one registry.
+
+Each reader module defines ``read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]``.
+A reader only parses: it turns its format into :class:`~dataset_tools.records.ImageRecord`
+(image location, declared size, instances of label + polygons / RLE / box + is_crowd) and
+records what it could not use as :class:`~dataset_tools.records.Refusal` with a reason.
+Opening images, clipping, label checks and writing are the converter's job (validate.py),
+so every format gets the same checks.
+A broken annotation file (bad JSON/XML, missing required fields) raises ``UserError``
+naming the file, the value and the fix.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from core.errors import UserError
+from dataset_tools.records import ImageRecord
+
+FORMATS = ("coco", "labelme", "via", "cvat", "voc")
+
+
+@dataclass
+class ReaderOptions:
+    """Options a user can pass to any reader (each reader uses the ones that apply).
+
+    images_dir: look for images here instead of where the format's tool puts them.
+    via_attribute: the VIA region attribute holding the class name.
+    default_label: class name for regions with no class (VIA regions without attributes,
+      as in the balloon dataset).
+    box_as_polygon: turn box-only annotations (COCO with empty ``segmentation``, CVAT/VOC
+      boxes without masks) into rectangle polygons instead of refusing them.
+    """
+
+    images_dir: Path | None = None
+    via_attribute: str | None = None
+    default_label: str = "object"
+    box_as_polygon: bool = False
+
+
+def get_reader(fmt: str):
+    """The ``read`` function of a format; a bad name lists the valid ones."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown annotation format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    return importlib.import_module(f"dataset_tools.readers.{fmt}").read
+
+
+def read(fmt: str, src: str | os.PathLike, options: ReaderOptions | None = None
+         ) -> Iterator[ImageRecord]:
+    src = Path(src)
+    if not src.exists():
+        raise UserError(f"annotation source {str(src)!r} does not exist; give the {fmt} "
+                        f"annotation file or folder")
+    return get_reader(fmt)(src, options or ReaderOptions())
+
+
+def resolve_image(name: str, search_dirs: list[Path], root: Path) -> tuple[Path | None, str]:
+    """Find the image a record names.
+
+    Args:
+      name: the path as the annotation writes it (relative or absolute, / or \\ separators).
+      search_dirs: folders to try in order (e.g. [images_dir] or [ann_dir / "images", ann_dir]).
+      root: the dataset root; a path resolving outside every search dir and root is refused.
+    Returns:
+      (absolute path, "") when found inside the root, else (None, reason).
+    """
+    name = name.replace("\\", "/")
+    candidates = [Path(name)] if os.path.isabs(name) else []
+    for d in search_dirs:
+        candidates.append(d / name)
+        candidates.append(d / Path(name).name)  # tools often store a path from another machine
+    roots = [root.resolve(), *(d.resolve() for d in search_dirs)]
+    for c in candidates:
+        if c.is_file():
+            r = c.resolve()
+            if not any(r == base or base in r.parents for base in roots):
+                return None, (f"image path {name!r} resolves to {str(r)!r}, outside the dataset "
+                              f"root {str(root)!r}; move the image under the root or pass "
+                              f"--images DIR")
+            return r, ""
+    tried = ", ".join(sorted({str(c.parent) for c in candidates}))
+    return None, f"image {name!r} not found (looked in: {tried}); pass --images DIR"

@@ -1,0 +1,185 @@
+"""The in-memory record every reader produces, and the tf.Example codec (DESIGN decision 2).
+
+Keys written (the ones both Model Garden's ``TfExampleDecoder`` and the TF Object Detection
+API's decoder read):
+  image/encoded (bytes, JPEG or PNG), image/format (b"jpeg" | b"png"), image/height,
+  image/width (int64), image/source_id (bytes, the decimal COCO image id),
+  image/filename (bytes), image/object/bbox/{xmin,ymin,xmax,ymax} (float, normalized to
+  [0, 1] by image width/height), image/object/class/label (int64, label-map id),
+  image/object/class/text (bytes), image/object/is_crowd (int64 0/1),
+  image/object/area (float, mask pixel count), image/object/mask (bytes, one PNG per
+  instance, full image size, values 0/1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass
+class Instance:
+    """One annotated object as a reader found it, before validation.
+
+    Exactly one of ``polygons`` / ``rle`` / ``bbox`` describes the shape:
+      polygons: list of flat [x0, y0, x1, y1, ...] pixel lists (several = one multi-part
+        instance).
+      rle: COCO RLE dict ({"size": [H, W], "counts": str | list[int]}).
+      bbox: (x, y, w, h) pixels, for box-only annotations (refused unless the user asks to
+        use the box as a polygon).
+    ``source`` says where in the annotation file it came from, for the report.
+    """
+
+    label: str
+    polygons: list[list[float]] | None = None
+    rle: dict | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    is_crowd: bool = False
+    source: str = ""
+    attributes: dict = field(default_factory=dict)
+
+
+@dataclass
+class Refusal:
+    """Something a reader could not turn into an Instance (a LabelMe point, a VIA polyline
+    with too few points...): reported, never dropped silently."""
+
+    file: str
+    item: str
+    value: str
+    reason: str
+
+
+@dataclass
+class ImageRecord:
+    """One image and its instances as a reader found them.
+
+    image_path: where the image file is (absolute), or None when ``embedded`` holds it.
+    embedded: (json_path, key) for LabelMe's base64 ``imageData``, read lazily so that
+      records stay small (conversion streams images; memory stays flat).
+    width/height: as the annotation declares them (None if it does not); the image file
+      decides, and a mismatch is reported.
+    file_name: the name stored as image/filename and COCO ``file_name``.
+    annotation_file: the file the record came from (for messages).
+    refusals: shapes the reader could not use, with reasons.
+    error: set when the reader already knows the whole image must be refused.
+    """
+
+    file_name: str
+    annotation_file: str
+    image_path: str | None = None
+    embedded: tuple[str, str] | None = None
+    width: int | None = None
+    height: int | None = None
+    instances: list[Instance] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    error: Refusal | None = None  # the whole image is refused (e.g. not found, escapes root)
+
+
+def _bytes_feature(values: Sequence[bytes]):
+    import tensorflow as tf
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+
+def _int_feature(values: Sequence[int]):
+    import tensorflow as tf
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+
+def _float_feature(values: Sequence[float]):
+    import tensorflow as tf
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
+
+
+def encode_example(*, image_bytes: bytes, image_format: str, height: int, width: int,
+                   image_id: int, file_name: str, boxes: np.ndarray, class_ids: Sequence[int],
+                   class_names: Sequence[str], is_crowd: Sequence[bool], areas: Sequence[float],
+                   mask_pngs: Sequence[bytes]) -> bytes:
+    """Serialize one image and its instances as a tf.Example.
+
+    Args:
+      image_bytes: the encoded image (JPEG or PNG), RGB, already EXIF-transposed.
+      image_format: "jpeg" or "png".
+      boxes: float [N, 4] as (xmin, ymin, xmax, ymax) in pixels; normalized here.
+      class_ids: N label-map ids (1..N); class_names: the matching names.
+      is_crowd: N flags; areas: N mask areas in pixels.
+      mask_pngs: N PNGs of shape [height, width], values 0/1.
+    Returns:
+      The serialized tf.Example.
+    """
+    import tensorflow as tf
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    feats = {
+        "image/encoded": _bytes_feature([image_bytes]),
+        "image/format": _bytes_feature([image_format.encode()]),
+        "image/height": _int_feature([height]),
+        "image/width": _int_feature([width]),
+        "image/source_id": _bytes_feature([str(image_id).encode()]),
+        "image/filename": _bytes_feature([file_name.encode("utf-8")]),
+        "image/object/bbox/xmin": _float_feature(boxes[:, 0] / width),
+        "image/object/bbox/ymin": _float_feature(boxes[:, 1] / height),
+        "image/object/bbox/xmax": _float_feature(boxes[:, 2] / width),
+        "image/object/bbox/ymax": _float_feature(boxes[:, 3] / height),
+        "image/object/class/label": _int_feature(class_ids),
+        "image/object/class/text": _bytes_feature([n.encode("utf-8") for n in class_names]),
+        "image/object/is_crowd": _int_feature([int(bool(c)) for c in is_crowd]),
+        "image/object/area": _float_feature(areas),
+        "image/object/mask": _bytes_feature(list(mask_pngs)),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+@dataclass
+class DecodedExample:
+    """A decoded record, for preview, inspection and tests.
+
+    image: uint8 [H, W, 3]; boxes: float32 [N, 4] (xmin, ymin, xmax, ymax) normalized;
+    masks: uint8 [N, H, W] 0/1.
+    """
+
+    image_id: int
+    file_name: str
+    image: np.ndarray
+    boxes: np.ndarray
+    class_ids: np.ndarray
+    class_names: list[str]
+    is_crowd: np.ndarray
+    areas: np.ndarray
+    masks: np.ndarray
+
+
+def decode_example(serialized: bytes, decode_image: bool = True) -> DecodedExample:
+    """Parse a serialized tf.Example written by :func:`encode_example` (numpy out)."""
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    from core.masks import decode_mask_png
+    ex = tf.train.Example.FromString(serialized)
+    f = ex.features.feature
+
+    def floats(k):
+        return np.array(f[k].float_list.value, np.float32)
+
+    h = f["image/height"].int64_list.value[0]
+    w = f["image/width"].int64_list.value[0]
+    image = np.zeros((0, 0, 3), np.uint8)
+    if decode_image:
+        with Image.open(io.BytesIO(f["image/encoded"].bytes_list.value[0])) as im:
+            image = np.asarray(im.convert("RGB"))
+    masks = [decode_mask_png(b) for b in f["image/object/mask"].bytes_list.value]
+    return DecodedExample(
+        image_id=int(f["image/source_id"].bytes_list.value[0]),
+        file_name=f["image/filename"].bytes_list.value[0].decode("utf-8"),
+        image=image,
+        boxes=np.stack([floats("image/object/bbox/xmin"), floats("image/object/bbox/ymin"),
+                        floats("image/object/bbox/xmax"), floats("image/object/bbox/ymax")],
+                       axis=-1).reshape(-1, 4),
+        class_ids=np.array(f["image/object/class/label"].int64_list.value, np.int64),
+        class_names=[b.decode("utf-8") for b in f["image/object/class/text"].bytes_list.value],
+        is_crowd=np.array(f["image/object/is_crowd"].int64_list.value, np.int64),
+        areas=floats("image/object/area"),
+        masks=np.stack(masks) if masks else np.zeros((0, h, w), np.uint8),
+    )

@@ -1,0 +1,117 @@
+"""core/: label map, masks, atomic writes, detections, drawing."""
+import os
+
+import numpy as np
+import pytest
+
+from core.atomic import atomic_dir, atomic_write, refuse_existing
+from core.detections import Detections
+from core.draw import draw_instances
+from core.errors import UserError
+from core.label_map import LabelMap, parse_label_map, read_label_map, write_label_map
+from core.masks import (decode_mask_png, encode_mask_png, mask_bbox, mask_to_rle,
+                        paste_box_masks, polygons_to_mask, rle_to_mask)
+
+
+def test_label_map_roundtrip_and_od_api_variants(tmp_path):
+    lm = LabelMap.from_names(["bolt", "nut's", "washer"])
+    p = tmp_path / "label_map.pbtxt"
+    write_label_map(p, lm)
+    assert "item {\n  id: 1\n  name: 'bolt'\n}" in p.read_text()
+    assert read_label_map(p) == lm
+    text = '# comment\nitem {\n name: "a" id: 7\n display_name: "A"\n}\nitem { id: 2 display_name: "b" }'
+    parsed = parse_label_map(text)
+    assert parsed.names_by_id == {2: "b", 7: "a"}
+    assert parsed.num_classes_with_background == 8
+
+
+def test_label_map_errors_name_the_problem(tmp_path):
+    with pytest.raises(UserError, match="id 1 is used by both"):
+        parse_label_map("item { id: 1 name: 'a' } item { id: 1 name: 'b' }", "x.pbtxt")
+    with pytest.raises(UserError, match="cannot read label map"):
+        read_label_map(tmp_path / "missing.pbtxt")
+    txt = tmp_path / "labels.txt"
+    txt.write_text("__ignore__\n_background_\ncat\ndog\n")
+    assert read_label_map(txt).names_by_id == {1: "cat", 2: "dog"}
+
+
+def test_polygon_rle_png_roundtrip():
+    m = polygons_to_mask([[2, 2, 10, 2, 10, 8, 2, 8]], 12, 16)
+    assert m.dtype == np.uint8 and m.shape == (12, 16)
+    assert m.sum() == 8 * 6
+    assert mask_bbox(m) == (2.0, 2.0, 10.0, 8.0)
+    assert np.array_equal(rle_to_mask(mask_to_rle(m)), m)
+    png = encode_mask_png(m)
+    assert np.array_equal(decode_mask_png(png), m)
+    # uncompressed RLE (list counts, column-major, starting with zeros)
+    unc = {"size": [2, 3], "counts": [1, 2, 3]}
+    assert rle_to_mask(unc).tolist() == [[0, 1, 0], [1, 0, 0]]
+
+
+def test_png_mask_decodes_with_tensorflow():
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(0)
+    m = (rng.random((37, 53)) > 0.5).astype(np.uint8)
+    dec = tf.io.decode_image(encode_mask_png(m), channels=1).numpy()[..., 0]
+    assert np.array_equal((dec > 0).astype(np.uint8), m)
+
+
+def test_paste_box_masks_matches_tf_crop_and_resize():
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(1)
+    box_masks = rng.random((3, 7, 7)).astype(np.float32)
+    boxes = np.array([[0.1, 0.2, 0.6, 0.9], [0.0, 0.0, 1.0, 1.0], [0.5, 0.5, 0.55, 0.7]],
+                     np.float32)
+    h, w = 20, 30
+    y0, x0, y1, x1 = boxes.T
+    bh, bw = y1 - y0, x1 - x0
+    rev = np.stack([-y0 / bh, -x0 / bw, (1 - y0) / bh, (1 - x0) / bw], axis=1)
+    ref = tf.image.crop_and_resize(box_masks[..., None], rev, tf.range(3), [h, w],
+                                   extrapolation_value=0.0).numpy()[..., 0]
+    np.testing.assert_allclose(paste_box_masks(box_masks, boxes, h, w), ref, atol=1e-5)
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path):
+    p = tmp_path / "out.bin"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(p) as f:
+            f.write(b"half")
+            raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
+    with atomic_write(p) as f:
+        f.write(b"whole")
+    assert p.read_bytes() == b"whole"
+    with pytest.raises(UserError, match="--overwrite"):
+        refuse_existing(p, overwrite=False)
+    d = tmp_path / "export"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(d) as tmp:
+            (tmp / "a").write_text("x")
+            raise RuntimeError("boom")
+    assert not d.exists() and os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_detections_filter_and_coco():
+    masks = np.zeros((2, 10, 10), bool)
+    masks[0, 2:5, 3:8] = True
+    masks[1, 0:2, 0:2] = True
+    d = Detections([[2, 3, 5, 8], [0, 0, 2, 2]], [0.9, 0.3], [1, 2], ["bolt", "nut"], (10, 10),
+                   masks)
+    assert len(d.filter(score_threshold=0.5)) == 1
+    assert d.filter(classes=["nut"]).class_ids.tolist() == [2]
+    assert d.filter(classes=[1]).class_names == ["bolt"]
+    coco = d.to_coco(image_id=7)
+    assert coco[0]["bbox"] == [3.0, 2.0, 5.0, 3.0] and coco[0]["image_id"] == 7
+    assert np.array_equal(rle_to_mask(coco[0]["segmentation"]), masks[0])
+    with pytest.raises(ValueError):
+        Detections([[0, 0, 1, 1]], [0.5], [1], ["a"], (4, 4), np.zeros((1, 3, 3)))
+
+
+def test_draw_changes_only_near_instances():
+    img = np.full((64, 96, 3), 100, np.uint8)
+    masks = np.zeros((1, 64, 96), bool)
+    masks[0, 30:40, 40:60] = True
+    out = draw_instances(img, np.array([[30, 40, 40, 60]]), [1], ["bolt 0.9"], masks)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert not np.array_equal(out[35, 50], img[35, 50])  # inside the mask: blended
+    assert np.array_equal(out[60, 5], img[60, 5])  # far away: untouched
