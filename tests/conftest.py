@@ -9,3 +9,7 @@ sys.path.insert(0, str(ROOT))
 
 # Real sample data lives beside the repository, not in it; tests that use it skip without it.
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Shared, session-scoped fixtures (tiny synthetic dataset, tiny trained run, tiny export)
+# live in their own modules so each stays small; every test can request them by name.
+pytest_plugins = ["tests.fixtures.dataset", "tests.fixtures.model", "tests.fixtures.export"]
