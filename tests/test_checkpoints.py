@@ -1,0 +1,185 @@
+"""modeling/checkpoints.py: registry download + cache + sha256, and partial restore."""
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from core.errors import UserError
+from modeling import checkpoints as ck
+
+
+class Tiny(tf_keras.Model):
+    """backbone / decoder / class head, named like Model Garden's Mask R-CNN parts."""
+
+    def __init__(self, num_classes, width=4):
+        super().__init__()
+        self.backbone = tf_keras.Sequential([tf_keras.layers.Dense(width, name="conv1")])
+        self.decoder = tf_keras.layers.Dense(3, name="fpn")
+        self.head = tf_keras.layers.Dense(num_classes, name="detection-scores")
+        self(tf.zeros([1, 2]))
+
+    def call(self, x):
+        return self.head(self.decoder(self.backbone(x)))
+
+
+def _save(obj_kwargs, prefix):
+    return tf.train.Checkpoint(**obj_kwargs).write(str(prefix))
+
+
+def test_restore_skips_exactly_the_class_dependent_layer(tmp_path, capsys):
+    src = Tiny(num_classes=3)
+    path = _save({"model": src, "optimizer_step": tf.Variable(3)}, tmp_path / "ckpt")
+    dst = Tiny(num_classes=5)
+    before = dst.head.kernel.numpy().copy()
+    report = ck.restore_partial(dst, path)
+    np.testing.assert_array_equal(dst.backbone.layers[0].kernel.numpy(),
+                                  src.backbone.layers[0].kernel.numpy())
+    np.testing.assert_array_equal(dst.decoder.kernel.numpy(), src.decoder.kernel.numpy())
+    np.testing.assert_array_equal(dst.head.kernel.numpy(), before)  # untouched
+    assert len(report.restored) == 4  # backbone and decoder kernels + biases
+    mismatch = {name for name, *_ in report.shape_mismatch}
+    assert mismatch == {"model/head/kernel", "model/head/bias"}
+    out = capsys.readouterr().out
+    assert "4 variables restored, 2 re-initialized" in out
+    assert "model/head/kernel  (class-dependent, shape [3, 3] in checkpoint vs [3, 5]" in out
+
+
+def test_backbone_only_checkpoint(tmp_path):
+    src = Tiny(num_classes=3)
+    path = _save({"backbone": src.backbone}, tmp_path / "bb")
+    dst = Tiny(num_classes=3)
+    report = ck.restore_partial(dst, path, verbose=False)
+    assert {n for n, *_ in report.restored} == {"backbone/layer_with_weights-0/kernel",
+                                                "backbone/layer_with_weights-0/bias"}
+    np.testing.assert_array_equal(dst.backbone.layers[0].kernel.numpy(),
+                                  src.backbone.layers[0].kernel.numpy())
+    assert len(report.not_in_checkpoint) == 4  # decoder and head variables
+
+
+def test_checkpoint_that_restores_nothing_is_an_error(tmp_path):
+    other = tf_keras.Sequential([tf_keras.layers.Dense(2)])
+    other(tf.zeros([1, 2]))
+    path = _save({"net": other}, tmp_path / "other")
+    with pytest.raises(UserError, match="restores nothing"):
+        ck.restore_partial(Tiny(3), path, verbose=False)
+
+
+def test_local_path_forms(tmp_path):
+    path = _save({"model": Tiny(3)}, tmp_path / "run" / "ckpt-7")
+    assert ck.resolve_checkpoint(path) == Path(path)
+    assert ck.resolve_checkpoint(path + ".index") == Path(path)
+    assert ck.resolve_checkpoint(tmp_path / "run") == Path(path)
+    with pytest.raises(UserError, match="known names"):
+        ck.resolve_checkpoint("no_such_checkpoint")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no TensorFlow checkpoint"):
+        ck.resolve_checkpoint(tmp_path / "empty")
+
+
+def _archive(tmp_path) -> bytes:
+    prefix = _save({"model": Tiny(3)}, tmp_path / "src" / "ckpt-1")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for f in Path(prefix).parent.iterdir():
+            tar.add(f, arcname=f"mymodel/{f.name}")
+    return buf.getvalue()
+
+
+class _Server:
+    """A real HTTP server on 127.0.0.1 serving one payload, optionally cut short."""
+
+    def __init__(self, payload: bytes, truncate: bool = False):
+        outer = self
+        self.hits = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.hits += 1
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload[: len(payload) // 2] if truncate else payload)
+                self.wfile.flush()
+                if truncate:
+                    self.close_connection = True
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/mymodel.tar.gz"
+
+    def __exit__(self, *a):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _spec(url, sha=None, name="test_ckpt"):
+    spec = ck.CheckpointSpec(name=name, url=url, architecture="tiny", trained_on="nothing",
+                             restores="all", sha256={"mymodel.tar.gz": sha} if sha else {})
+    ck.register(spec)
+    return spec
+
+
+def test_download_verify_and_cache_over_http(tmp_path):
+    payload = _archive(tmp_path)
+    cache = tmp_path / "cache"
+    with _Server(payload) as url:
+        _spec(url, hashlib.sha256(payload).hexdigest())
+        prefix = ck.resolve_checkpoint("test_ckpt", cache, progress=False)
+        assert prefix.name == "ckpt-1" and Path(str(prefix) + ".index").is_file()
+    # Cached: the server is gone and it still resolves, to the same files.
+    assert ck.resolve_checkpoint("test_ckpt", cache, progress=False) == prefix
+    report = ck.restore_partial(Tiny(3), prefix, verbose=False)
+    assert len(report.restored) == 6 and not report.shape_mismatch
+
+
+def test_wrong_sha256_is_refused_and_nothing_cached(tmp_path):
+    payload = _archive(tmp_path)
+    cache = tmp_path / "cache"
+    with _Server(payload) as url:
+        _spec(url, "0" * 64, name="bad_sha")
+        with pytest.raises(UserError, match="sha256"):
+            ck.resolve_checkpoint("bad_sha", cache, progress=False)
+    assert [p.name for p in cache.iterdir()] == []
+
+
+def test_interrupted_download_leaves_no_cache_entry(tmp_path):
+    payload = _archive(tmp_path)
+    cache = tmp_path / "cache"
+    with _Server(payload, truncate=True) as url:
+        _spec(url, name="cut")
+        with pytest.raises(UserError, match="broke off|stopped at"):
+            ck.resolve_checkpoint("cut", cache, progress=False)
+    assert [p.name for p in cache.iterdir()] == []
+
+
+def test_file_url_prefix_files_and_first_use_digest(tmp_path, capsys):
+    prefix = _save({"model": Tiny(3)}, tmp_path / "src" / "ckpt-2")
+    spec = ck.CheckpointSpec(name="file_ckpt", url=Path(prefix).as_uri(),
+                             files=(".index", ".data-00000-of-00001"), architecture="tiny",
+                             trained_on="nothing", restores="all")
+    ck.register(spec)
+    cache = tmp_path / "cache"
+    got = ck.resolve_checkpoint("file_ckpt", cache, progress=False)
+    assert got.name == "ckpt-2"
+    assert "no pinned sha256" in capsys.readouterr().out
+    manifest = (cache / "sha256.json").read_text()
+    assert "file_ckpt/ckpt-2.index" in manifest
+
+
+def test_offline_error_says_where_to_put_the_file(tmp_path):
+    _spec("http://127.0.0.1:9/never.tar.gz", name="offline")
+    with pytest.raises(UserError, match="put the file"):
+        ck.resolve_checkpoint("offline", tmp_path / "cache", progress=False)
