@@ -33,12 +33,17 @@ class ReaderOptions:
       as in the balloon dataset).
     box_as_polygon: turn box-only annotations (COCO with empty ``segmentation``, CVAT/VOC
       boxes without masks) into rectangle polygons instead of refusing them.
+    voc_image_set: which Pascal VOC image list to read: a name such as ``train`` (looked up
+      as ``ImageSets/Segmentation/train.txt``, then ``ImageSets/Main/train.txt``), a path
+      relative to ``ImageSets`` such as ``Main/train``, or a .txt file. None reads every
+      image listed in ``ImageSets/Segmentation/*.txt`` (see readers/voc.py for fallbacks).
     """
 
     images_dir: Path | None = None
     via_attribute: str | None = None
     default_label: str = "object"
     box_as_polygon: bool = False
+    voc_image_set: str | None = None
 
 
 def get_reader(fmt: str):
@@ -57,6 +62,15 @@ def read(fmt: str, src: str | os.PathLike, options: ReaderOptions | None = None
     return get_reader(fmt)(src, options or ReaderOptions())
 
 
+def _is_file(path: Path) -> bool:
+    """Path.is_file that says False, not raises, for names the OS cannot even look up
+    (too long, NUL bytes): such a name is simply "not found"."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_image(name: str, search_dirs: list[Path], root: Path) -> tuple[Path | None, str]:
     """Find the image a record names.
 
@@ -73,13 +87,17 @@ def resolve_image(name: str, search_dirs: list[Path], root: Path) -> tuple[Path 
         candidates.append(d / name)
         candidates.append(d / Path(name).name)  # tools often store a path from another machine
     roots = [root.resolve(), *(d.resolve() for d in search_dirs)]
+    escaped = None  # an existing file outside the roots: refused only if nothing else matches
     for c in candidates:
-        if c.is_file():
+        if _is_file(c):
             r = c.resolve()
             if not any(r == base or base in r.parents for base in roots):
-                return None, (f"image path {name!r} resolves to {str(r)!r}, outside the dataset "
-                              f"root {str(root)!r}; move the image under the root or pass "
-                              f"--images DIR")
+                escaped = escaped or r
+                continue
             return r, ""
+    if escaped is not None:
+        return None, (f"image path {name!r} resolves to {str(escaped)!r}, outside the dataset "
+                      f"root {str(root)!r}; move the image under the root or pass "
+                      f"--images DIR")
     tried = ", ".join(sorted({str(c.parent) for c in candidates}))
     return None, f"image {name!r} not found (looked in: {tried}); pass --images DIR"

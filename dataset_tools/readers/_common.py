@@ -1,0 +1,115 @@
+"""Small helpers shared by the JSON readers (COCO, LabelMe, VIA).
+
+Coordinates are pixels of the full image: x right, y down, origin at the top-left corner
+of the top-left pixel (COCO's convention, see core/masks.py). Polygons are flat
+``[x0, y0, x1, y1, ...]`` lists of Python floats.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from core.errors import UserError
+from dataset_tools.records import Instance, Refusal
+
+
+def load_json(path: Path, expected: str) -> Any:
+    """Parse a JSON file; any failure is a UserError naming the file and what was expected.
+
+    ``utf-8-sig`` because Windows tools (and Notepad) write a byte-order mark that plain
+    ``utf-8`` rejects.
+    """
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+                        f"expected {expected}. Fix or re-export the file.") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); expected "
+                        f"{expected}") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror}); expected {expected}") from None
+
+
+def check_images_dir(images_dir) -> None:
+    """--images must be an existing folder (else every image would be "not found")."""
+    if images_dir is not None and not Path(images_dir).is_dir():
+        raise UserError(f"--images {str(images_dir)!r} is not a folder; give the folder that "
+                        f"holds the images")
+
+
+def num(value: Any) -> float:
+    """A finite number as float; ValueError for anything else (bool, str, None, NaN, inf)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a number")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{value!r} is not a finite number")
+    return v
+
+
+def rect_polygon(x0: float, y0: float, x1: float, y1: float) -> list[float]:
+    """The axis-aligned rectangle spanned by two opposite corners (any order), clockwise from
+    the top-left corner: [xmin, ymin, xmax, ymin, xmax, ymax, xmin, ymax]."""
+    xa, xb = sorted((x0, x1))
+    ya, yb = sorted((y0, y1))
+    return [xa, ya, xb, ya, xb, yb, xa, yb]
+
+
+def ellipse_polygon(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0,
+                    tolerance: float = 0.1) -> list[float]:
+    """Vertices of an ellipse (a circle when rx == ry) as a flat polygon.
+
+    theta: rotation in radians of the rx axis, clockwise on screen (y down), as VIA 2.x and
+      the HTML canvas ``ellipse()`` draw it: the rx axis points along (cos theta, sin theta).
+    tolerance: the largest gap in pixels between the true curve and a polygon edge. The
+      vertex count follows from it (labelme2coco uses the same rule with 1 px; 0.1 px keeps
+      the rasterized area within ~0.1% for radii of tens of pixels), at least 16, at most 1024.
+    Raises ValueError when a vertex is not finite (absurd radii).
+    """
+    r = max(abs(rx), abs(ry))
+    step = math.acos(1.0 - tolerance / r) if r > tolerance else math.pi / 16
+    n = min(max(int(math.ceil(math.pi / step)) if step > 0 else 1024, 16), 1024)
+    c, s = math.cos(theta), math.sin(theta)
+    out: list[float] = []
+    for k in range(n):
+        t = 2.0 * math.pi * k / n
+        ex, ey = rx * math.cos(t), ry * math.sin(t)
+        out += [cx + ex * c - ey * s, cy + ex * s + ey * c]
+    if not all(math.isfinite(v) for v in out):
+        raise ValueError(f"ellipse ({cx}, {cy}, {rx}, {ry}) has non-finite vertices")
+    return out
+
+
+def _shape_key(inst: Instance):
+    rle = inst.rle
+    rle_key = None if rle is None else (tuple(rle.get("size", ())), str(rle.get("counts")))
+    polys = None if inst.polygons is None else tuple(tuple(p) for p in inst.polygons)
+    return inst.label, bool(inst.is_crowd), polys, rle_key, inst.bbox
+
+
+def drop_exact_duplicates(found: list[tuple[Instance, str]], refusals: list[Refusal],
+                          file: str) -> list[Instance]:
+    """Keep the first of instances that repeat the same label, crowd flag and geometry in
+    one image, and refuse the others with a reason.
+
+    found: (instance, item) pairs in file order; item names it in its file ("shapes[3]").
+    Why: some exports write every region twice (the VIA export in the multi-format sample
+    set holds every box twice); a duplicated ground-truth object trains the same target twice
+    and, in evaluation, is an object that no detection can match, so it lowers recall.
+    """
+    first: dict = {}
+    kept = []
+    for inst, item in found:
+        key = _shape_key(inst)
+        if key in first:
+            refusals.append(Refusal(
+                file=file, item=item, value=f"label {inst.label!r}",
+                reason=f"exact duplicate of {first[key]} (same label and shape); kept that one"))
+            continue
+        first[key] = item
+        kept.append(inst)
+    return kept
