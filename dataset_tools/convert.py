@@ -1,0 +1,414 @@
+"""``convert``: annotation files -> validated, sharded TFRecords + label map + COCO GT + report.
+
+Pipeline (memory stays flat as the dataset grows):
+1. The reader parses the annotations into light :class:`ImageRecord` s (no pixels).
+2. Split (split.py), label map (given, or sorted names over train + val -> ids 1..N), image
+   ids (1.. in output order, unique across train and val), shard counts (~100 MB each).
+3. Each record is loaded, validated, its masks rasterized and PNG-encoded and its tf.Example
+   serialized by :func:`validate.process_record`, one image at a time, in ``workers``
+   processes (ordered, with a bounded window of pending work), and written in order.
+4. Everything is written into a temporary folder beside OUT, renamed onto OUT only when
+   the whole conversion succeeded: Ctrl-C, a crash or a ``--strict`` refusal leaves OUT as
+   it was and no temporary behind.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import signal
+import sys
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from core.atomic import TMP_MARK, atomic_dir, discard
+from core.errors import UserError
+from core.label_map import LabelMap, read_label_map
+from dataset_tools import readers
+from dataset_tools.coco_gt import CocoGtWriter
+from dataset_tools.readers import ReaderOptions
+from dataset_tools.records import ImageRecord
+from dataset_tools.split import split_records
+from dataset_tools.validate import (FIXED, REFUSED, WARNING, Finding, ImageResult,
+                                    ValidateOptions, process_record)
+from dataset_tools.writer import SHARD_RE, ShardedWriter, auto_num_shards
+
+DEFAULT_VAL_FRACTION = 0.1
+OUTPUT_FILES = ("label_map.pbtxt", "train_annotations.json", "val_annotations.json",
+                "report.json")
+_BATCH = 4          # records per task sent to a worker (amortizes IPC)
+_WINDOW_PER_WORKER = 4  # pending tasks per worker: bounds memory held by finished results
+
+
+@dataclass
+class ConvertSummary:
+    """What a conversion wrote. Counts are images / instances actually written."""
+
+    out: Path
+    train_images: int
+    val_images: int
+    instances: int
+    images_refused: int
+    instances_refused: int
+    fixed: int
+    warnings: int
+    seconds: float
+    train_shards: int
+    val_shards: int
+    label_map: LabelMap
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def images(self) -> int:
+        return self.train_images + self.val_images
+
+    def line(self) -> str:
+        return (f"converted {self.images} images ({self.train_images} train, "
+                f"{self.val_images} val), {self.instances} instances; refused "
+                f"{self.images_refused} images and {self.instances_refused} instances; "
+                f"{self.fixed} fixes, {self.warnings} warnings; {self.seconds:.1f} s -> "
+                f"{self.out}")
+
+
+# ----------------------------------------------------------------------------- output folder
+def _is_ours(name: str) -> bool:
+    return bool(SHARD_RE.match(name)) or name in OUTPUT_FILES
+
+
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Refuse an existing, non-empty OUT unless ``overwrite``; with ``overwrite``, still
+    refuse a folder holding files the converter did not write, because the whole folder is
+    replaced (that is what removes stale shards of an earlier run with another shard count).
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"output {str(out)!r} exists and is not a folder; choose a folder path")
+    entries = [p.name for p in out.iterdir()]
+    if not entries:
+        return
+    if not overwrite:
+        raise UserError(f"output folder {str(out)!r} already exists and is not empty; pass "
+                        f"--overwrite to replace it or choose another folder")
+    foreign = sorted(n for n in entries if not _is_ours(n))
+    if foreign:
+        raise UserError(f"output folder {str(out)!r} holds files the converter did not write "
+                        f"({', '.join(foreign[:5])}); --overwrite replaces the whole folder, "
+                        f"so move them away or choose another folder")
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporary folders of a conversion killed with SIGKILL (no cleanup could run)."""
+    if out.parent.is_dir():
+        for p in out.parent.glob(f".{out.name}{TMP_MARK}*"):
+            discard(p)
+
+
+# ----------------------------------------------------------------------------- workers
+_OPTS: dict[str, ValidateOptions] = {}
+
+
+def _init_worker(ids_by_name: dict[str, int]) -> None:
+    # The parent handles Ctrl-C and terminates the pool; workers must not print tracebacks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The CLI turns SIGTERM into KeyboardInterrupt for its own cleanup; pool.terminate()
+    # sends SIGTERM to workers, which should simply end.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _OPTS.clear()
+    for split in ("train", "val"):
+        _OPTS[split] = ValidateOptions(ids_by_name, split)
+
+
+def _work(batch: list[tuple[ImageRecord, int, str]]) -> list[ImageResult]:
+    return [process_record(rec, image_id, _OPTS[split]) for rec, image_id, split in batch]
+
+
+def _batched(items: Iterable, n: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, n)):
+        yield chunk
+
+
+def _ordered_results(tasks: list, workers: int, ids_by_name: dict[str, int]
+                     ) -> Iterator[ImageResult]:
+    """Results in task order. With workers > 1, at most ``workers * _WINDOW_PER_WORKER``
+    batches are in flight, so finished-but-unwritten examples never pile up."""
+    if workers <= 1:
+        _init_worker_in_process(ids_by_name)
+        for t in tasks:
+            yield from _work([t])
+        return
+    # fork: children inherit the imported TensorFlow/protobuf modules (no 5 s import each);
+    # they only serialize protobufs, never run TensorFlow ops.
+    pool = mp.get_context("fork").Pool(workers, initializer=_init_worker,
+                                       initargs=(ids_by_name,))
+    try:
+        batches = _batched(tasks, _BATCH)
+        pending = deque(pool.apply_async(_work, (b,))
+                        for b in itertools.islice(batches, workers * _WINDOW_PER_WORKER))
+        while pending:
+            done = pending.popleft().get()
+            nxt = next(batches, None)
+            if nxt is not None:
+                pending.append(pool.apply_async(_work, (nxt,)))
+            yield from done
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _init_worker_in_process(ids_by_name: dict[str, int]) -> None:
+    for split in ("train", "val"):
+        _OPTS[split] = ValidateOptions(ids_by_name, split)
+
+
+def default_workers(num_images: int) -> int:
+    """One worker per core but one (the parent writes), at most 8; in-process below 64
+    images, where starting a pool costs more than it saves. On 2 cores that is in-process:
+    measured there (bench/convert.py), 2 workers + the parent were slower than 1 process."""
+    if num_images < 64:
+        return 1
+    return max(1, min(8, (os.cpu_count() or 1) - 1))
+
+
+# ----------------------------------------------------------------------------- helpers
+def _estimated_bytes(records: list[ImageRecord]) -> int:
+    total = 0
+    for r in records:
+        try:
+            if r.image_path:
+                total += os.path.getsize(r.image_path)
+            elif r.embedded:
+                total += int(os.path.getsize(r.embedded[0]) * 0.75)  # base64 overhead
+        except OSError:
+            pass
+    return total
+
+
+def _read(fmt: str, src, options: ReaderOptions, what: str) -> list[ImageRecord]:
+    records = list(readers.read(fmt, src, options))
+    if not records:
+        raise UserError(f"{what} {str(src)!r} holds no images for format {fmt!r}; check the "
+                        f"path and the format")
+    return records
+
+
+def build_label_map(records: Iterable[ImageRecord], label_map_path=None) -> LabelMap:
+    """The given label map, or the sorted names of every instance label -> ids 1..N."""
+    if label_map_path is not None:
+        return read_label_map(label_map_path)
+    names = sorted({inst.label for r in records for inst in r.instances})
+    if not names:
+        raise UserError("the annotations hold no labelled instances, so there is no class "
+                        "to train; check the annotation files (or pass --label-map FILE)")
+    return LabelMap.from_names(names)
+
+
+_REASON_DETAILS = re.compile(r"'[^']*'|\"[^\"]*\"|\d+(?:\.\d+)?")
+
+
+def _print_findings(findings: list[Finding], out: Path, file=sys.stdout, per_kind: int = 10
+                    ) -> None:
+    if not findings:
+        print("validation: no problems found", file=file)
+        return
+    by = {k: [f for f in findings if f.severity == k] for k in (REFUSED, FIXED, WARNING)}
+    print(f"validation: {len(by[REFUSED])} refused, {len(by[FIXED])} fixed, "
+          f"{len(by[WARNING])} warnings", file=file)
+    for kind, items in by.items():
+        if not items:
+            continue
+        print(f"  {kind}:", file=file)
+        for f in items[:per_kind]:
+            print(f"    {f}", file=file)
+        if len(items) > per_kind:
+            # Group the reasons with names and numbers blanked out, for a usable overview.
+            kinds = Counter(_REASON_DETAILS.sub("…", f.reason.split(";")[0]) for f in items)
+            print(f"    ... {len(items) - per_kind} more; all {kind} by reason: "
+                  + "; ".join(f"{n}x {r}" for r, n in kinds.most_common(4)), file=file)
+    print(f"  full list: {out / 'report.json'}", file=file)
+
+
+# ----------------------------------------------------------------------------- convert
+def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, seed: int = 0,
+            num_shards: int | None = None, label_map=None, images=None,
+            via_attribute: str | None = None, default_label: str = "object",
+            box_as_polygon: bool = False, voc_image_set: str | None = None,
+            overwrite: bool = False, strict: bool = False,
+            workers: int | None = None, progress: bool = True, verbose: bool = True
+            ) -> ConvertSummary:
+    """Convert annotations in format ``fmt`` at ``src`` into the dataset folder ``out``.
+
+    Args:
+      fmt: one of readers.FORMATS.
+      src / val: annotation source (file or folder, as the format has it); ``val`` takes the
+        validation set from a second source instead of splitting ``src``.
+      val_fraction: share of ``src`` images for validation (default 0.1; 0 = all train;
+        not allowed together with ``val``).
+      seed: split seed. num_shards: train shards (val gets a proportional count, >= 1);
+        default ~100 MB per shard.
+      label_map: path to a .pbtxt/.txt label map fixing ids and order.
+      images, via_attribute, default_label, box_as_polygon, voc_image_set: reader options
+        (readers.ReaderOptions); they apply to ``src`` and ``val`` alike.
+      overwrite: replace an existing output folder. strict: any refusal is an error and
+        nothing is written. workers: processes (default: cores, 1 for tiny sets).
+      progress: show a tqdm bar. verbose: print the findings summary and the summary line.
+    Returns:
+      A :class:`ConvertSummary`. Raises UserError for bad input (nothing written).
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    readers.get_reader(fmt)  # a bad format name fails first, listing the valid ones
+    if val is not None and val_fraction:
+        raise UserError("--val and --val-fraction both given; use --val SRC2 for a separate "
+                        "validation source or --val-fraction F to split SRC, not both")
+    if num_shards is not None and num_shards < 1:
+        raise UserError(f"--num-shards {num_shards} must be at least 1")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers {workers} must be at least 1")
+    check_output_folder(out, overwrite)
+    _remove_stale_temporaries(out)
+
+    options = ReaderOptions(images_dir=Path(images) if images else None,
+                            via_attribute=via_attribute, default_label=default_label,
+                            box_as_polygon=box_as_polygon, voc_image_set=voc_image_set)
+    if images is not None and not Path(images).is_dir():
+        raise UserError(f"--images {str(images)!r} is not a folder")
+    records = _read(fmt, src, options, "annotation source")
+    if val is not None:
+        train_recs, val_recs = records, _read(fmt, val, options, "validation source (--val)")
+    else:
+        frac = DEFAULT_VAL_FRACTION if val_fraction is None else float(val_fraction)
+        train_recs, val_recs = split_records(records, frac, seed)
+    del records
+    lm = build_label_map(itertools.chain(train_recs, val_recs), label_map)
+    ids_by_name = lm.ids_by_name
+
+    def shards_for(recs, given):
+        if given is not None:
+            return max(1, min(given, len(recs)))
+        return auto_num_shards(_estimated_bytes(recs), len(recs))
+
+    n_train_shards = shards_for(train_recs, num_shards)
+    n_val_shards = 0
+    if val_recs:
+        if num_shards is not None:
+            ratio = _estimated_bytes(val_recs) / max(1, _estimated_bytes(train_recs))
+            n_val_shards = max(1, min(len(val_recs), math.ceil(num_shards * ratio)))
+        else:
+            n_val_shards = shards_for(val_recs, None)
+
+    tasks = [(r, i, "train") for i, r in enumerate(train_recs, start=1)]
+    tasks += [(r, i, "val") for i, r in enumerate(val_recs, start=len(train_recs) + 1)]
+    del train_recs, val_recs
+    n_workers = workers or default_workers(len(tasks))
+
+    findings: list[Finding] = []
+    written = Counter()
+    refused_images = 0
+    refused_instances = 0
+    per_class = {name: Counter() for name in lm.names}
+    digests: dict[str, str] = {}
+    from tqdm import tqdm
+
+    with atomic_dir(out, overwrite=True) as tmp:
+        # mkdtemp makes the folder private (0700); the dataset gets the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        writers = {"train": ShardedWriter(tmp, "train", n_train_shards)}
+        gts = {"train": CocoGtWriter(tmp, "train")}
+        if n_val_shards:
+            writers["val"] = ShardedWriter(tmp, "val", n_val_shards)
+            gts["val"] = CocoGtWriter(tmp, "val")
+        ann_id = 1
+        bar = tqdm(total=len(tasks), unit="img", desc=f"convert {fmt}", disable=not progress,
+                   file=sys.stderr, dynamic_ncols=True)
+        results = _ordered_results(tasks, n_workers, ids_by_name)
+        try:
+            for (_, _, split), res in zip(tasks, results):
+                bar.update(1)
+                if not res.refused and res.digest in digests:
+                    res.findings.append(Finding(
+                        REFUSED, res.annotation_file, res.file_name, res.digest[:12],
+                        f"duplicate image: same bytes as {digests[res.digest]!r}, written "
+                        f"earlier", split))
+                    res.instances_refused += len(res.annotations)
+                    res.example = None
+                findings.extend(res.findings)
+                if strict:
+                    bad = next((f for f in res.findings if f.severity == REFUSED), None)
+                    if bad is not None:
+                        raise UserError(f"{bad} (--strict: any refusal is an error; nothing "
+                                        f"was written)")
+                refused_instances += res.instances_refused
+                if res.refused:
+                    refused_images += 1
+                    continue
+                digests[res.digest] = res.file_name
+                writers[split].write(res.example)
+                ann_id = gts[split].add(res.image_id, res.file_name, res.width, res.height,
+                                        res.annotations, ann_id)
+                written[split] += 1
+                for a in res.annotations:
+                    per_class[lm.name(a["category_id"])][split] += 1
+        finally:
+            results.close()  # stops the worker pool now, even when unwinding an error
+            bar.close()
+            for w in writers.values():
+                w.close()
+
+        for name, counts in per_class.items():
+            total = sum(counts.values())
+            if total == 0:
+                findings.append(Finding(WARNING, str(label_map or src), name, "0 instances",
+                                        f"class {name!r} has no instances after validation; "
+                                        f"the model cannot learn it"))
+            elif counts["train"] == 0:
+                findings.append(Finding(WARNING, str(src), name,
+                                        f"0 train, {counts['val']} val",
+                                        f"class {name!r} has no training instances"))
+        if written["train"] == 0:
+            raise UserError(f"no training image survived validation ({refused_images} "
+                            f"refused); first problems: "
+                            + "; ".join(str(f) for f in findings[:3]))
+        for split, gt in gts.items():
+            gt.finish(tmp / f"{split}_annotations.json", lm)
+        (tmp / "label_map.pbtxt").write_text(lm.to_pbtxt(), encoding="utf-8")
+        seconds = time.perf_counter() - t0
+        summary = ConvertSummary(
+            out=out, train_images=written["train"], val_images=written["val"],
+            instances=sum(sum(c.values()) for c in per_class.values()),
+            images_refused=refused_images, instances_refused=refused_instances,
+            fixed=sum(f.severity == FIXED for f in findings),
+            warnings=sum(f.severity == WARNING for f in findings), seconds=seconds,
+            train_shards=n_train_shards, val_shards=n_val_shards, label_map=lm,
+            findings=findings)
+        report = {
+            "command": {"format": fmt, "src": str(src), "val": str(val) if val else None,
+                        "val_fraction": val_fraction, "seed": seed,
+                        "label_map": str(label_map) if label_map else None,
+                        "strict": strict, "box_as_polygon": box_as_polygon},
+            "summary": {"train_images": summary.train_images,
+                        "val_images": summary.val_images, "instances": summary.instances,
+                        "images_refused": refused_images,
+                        "instances_refused": refused_instances, "fixed": summary.fixed,
+                        "warnings": summary.warnings, "train_shards": n_train_shards,
+                        "val_shards": n_val_shards, "seconds": round(seconds, 2)},
+            "classes": {name: {"id": ids_by_name[name], "train": c["train"], "val": c["val"]}
+                        for name, c in per_class.items()},
+            "findings": [f.to_json() for f in findings],
+        }
+        with open(tmp / "report.json", "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=1)
+    if verbose:
+        _print_findings(findings, out)
+        print(summary.line())
+    return summary
