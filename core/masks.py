@@ -79,27 +79,29 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
             + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
 
 
-def encode_mask_png(mask: np.ndarray, level: int = 1) -> bytes:
-    """Encode a binary [H, W] mask as a 1-bit grayscale PNG (pixel values 0/1).
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """Encode a binary [H, W] mask as an 8-bit grayscale PNG with pixel values exactly 0/1.
 
-    Why not PIL: Model Garden's converter spends ~80% of its time PNG-encoding 8-bit
-    full-size masks (issue 3). Packing to 1 bit per pixel first leaves zlib 8x less to
-    compress, and the result is smaller. Every PNG decoder (TF's ``decode_png``, PIL)
-    reads it; Model Garden's and the OD API's decoders keep pixels > 0.
+    Values 0/1 (not 0/255, and not a 1-bit PNG, which libpng expands to 0/255) because
+    Model Garden's ``TfExampleDecoder`` casts decoded mask pixels to float without
+    binarizing them by default: a 255 becomes a mask target of 255 and the mask loss goes
+    negative. Model Garden's own converter writes 0/1 as well.
+    Why not PIL: Model Garden's converter spends ~80% of its time PNG-encoding full-size
+    masks with PIL (issue 3). A mask is long runs of one value, so zlib's run-length
+    strategy on unfiltered rows is ~4x faster than PIL's default and smaller (measured on
+    640x480 masks: 0.6 ms and 913 bytes vs PIL's 1,101).
     """
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"mask must be [H, W], got shape {mask.shape}")
     h, w = mask.shape
-    # pycocotools decodes to column-major (Fortran) arrays; packing their rows is strided and
-    # ~3x slower than one row-major copy first.
-    packed = np.packbits(np.ascontiguousarray(mask) != 0, axis=1)
-    raw = np.empty((h, packed.shape[1] + 1), np.uint8)
-    raw[:, 0] = 0  # PNG filter type "None" for every row
-    raw[:, 1:] = packed
-    ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)  # bit depth 1, grayscale
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
-            + _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), level))
+    raw = np.zeros((h, w + 1), np.uint8)  # column 0: PNG filter type "None" for every row
+    # pycocotools decodes to column-major (Fortran) arrays; one comparison writes row-major.
+    np.not_equal(mask, 0, out=raw[:, 1:].view(bool))
+    z = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    idat = z.compress(raw.tobytes()) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)  # bit depth 8, grayscale
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
             + _png_chunk(b"IEND", b""))
 
 
@@ -140,7 +142,14 @@ def paste_box_masks(box_masks: np.ndarray, boxes: np.ndarray, height: int, width
         ry0, rx0, ry1, rx1 = -y0 / bh, -x0 / bw, (1 - y0) / bh, (1 - x0) / bw
         ys = _sample_coords(ry0, ry1, height, mh)
         xs = _sample_coords(rx0, rx1, width, mw)
-        out[k] = _bilinear(box_masks[k], ys, xs)
+        # Only pixels whose sample falls inside the box mask can be non-zero: interpolate
+        # that window alone (the sample coordinates grow monotonically with the pixel index).
+        iy = np.flatnonzero((ys >= 0) & (ys <= mh - 1))
+        ix = np.flatnonzero((xs >= 0) & (xs <= mw - 1))
+        if iy.size == 0 or ix.size == 0:
+            continue
+        ya, yb, xa, xb = iy[0], iy[-1] + 1, ix[0], ix[-1] + 1
+        out[k, ya:yb, xa:xb] = _bilinear(box_masks[k], ys[ya:yb], xs[xa:xb])
     return out
 
 

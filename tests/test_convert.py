@@ -223,7 +223,11 @@ def test_records_decode_pixel_exact_with_model_garden(tiny_dataset):
             assert image_id not in seen_ids
             seen_ids.add(image_id)
             h, w = int(ex["height"]), int(ex["width"])
-            masks = ex["groundtruth_instance_masks"].numpy() > 0
+            masks = ex["groundtruth_instance_masks"].numpy()
+            # Values exactly 0.0 / 1.0: Model Garden's decoder does not binarize by default,
+            # so any other value would become the mask training target.
+            assert set(np.unique(masks).tolist()) <= {0.0, 1.0}
+            masks = masks == 1.0
             anns = gt_anns.get(image_id, [])
             assert masks.shape == (len(anns), h, w)
             file_name = gt_images[image_id]["file_name"]

@@ -52,8 +52,11 @@ def test_png_mask_decodes_with_tensorflow():
     tf = pytest.importorskip("tensorflow")
     rng = np.random.default_rng(0)
     m = (rng.random((37, 53)) > 0.5).astype(np.uint8)
-    dec = tf.io.decode_image(encode_mask_png(m), channels=1).numpy()[..., 0]
-    assert np.array_equal((dec > 0).astype(np.uint8), m)
+    # Exactly 0/1 as decoded by TensorFlow: Model Garden's decoder does not binarize masks.
+    dec = tf.io.decode_png(encode_mask_png(m), channels=1).numpy()[..., 0]
+    assert dec.dtype == np.uint8 and np.array_equal(dec, m)
+    dec = tf.io.decode_image(encode_mask_png(np.asfortranarray(m)), channels=1).numpy()[..., 0]
+    assert np.array_equal(dec, m)
 
 
 def test_paste_box_masks_matches_tf_crop_and_resize():

@@ -1,0 +1,119 @@
+"""Annotate a video or images with a detection model: masks, boxes, names and scores drawn,
+plus the detections as data.
+
+    python annotate.py MODEL INPUT --out OUT [options]
+
+MODEL: an export folder (export.py), an OD API SavedModel or a TF1 frozen graph.
+INPUT: a video (.mp4 .mov .avi .mkv ...), an image, a folder of images or a quoted glob.
+Video → OUT (video, same size / frames / timestamps, audio copied), OUT with suffix .jsonl
+(one line per processed frame), optionally --coco-results FILE.
+Images → OUT/ folder: annotated images, detections.json (COCO results), images.json.
+Exit codes: 0 done, 2 bad input (message, no traceback), 3 the video could not be decoded
+to its end (what was processed is written as OUT.partial.*), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.errors import UserError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="annotate.py", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
+    p.add_argument("model", help="export folder, SavedModel folder or frozen graph .pb")
+    p.add_argument("input", help="video file, image, folder of images or quoted glob")
+    p.add_argument("--out", required=True,
+                   help="output video (.mp4/.mov/.mkv/.avi) for a video input, a folder for "
+                        "images")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--label-map", help="label_map.pbtxt (default: the one beside the model)")
+    p.add_argument("--score-threshold", type=float, default=0.5,
+                   help="keep detections scoring at least this (default 0.5)")
+    p.add_argument("--classes", help="comma-separated class names or ids to keep "
+                                     "(default all), e.g. bolt,nut or 1,2")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="frames per model call (default 1; on a CPU batching gains nothing, "
+                        "on a GPU try 4-8)")
+    v = p.add_argument_group("video only")
+    v.add_argument("--coco-results", metavar="FILE",
+                   help="also write COCO results JSON (image_id = frame index)")
+    v.add_argument("--every", type=int, default=1, metavar="N",
+                   help="run the model on every Nth frame, from the first frame in range "
+                        "(default 1: all); the frames in between are drawn with the last "
+                        "result (see --fill); the JSONL holds processed frames only")
+    v.add_argument("--fill", choices=("last", "none"), default="last",
+                   help="with --every N: 'last' (default) draws the last result on the frames "
+                        "in between, 'none' leaves them untouched")
+    v.add_argument("--start", help="first frame: seconds (12.5 or 12.5s) or frame index (300f)")
+    v.add_argument("--end", help="stop before this: seconds (20 or 20s) or frame index (600f)")
+    v.add_argument("--codec", default="h264",
+                   help="h264 (default), h265, mpeg4 or mjpeg")
+    v.add_argument("--crf", type=float,
+                   help="h264/h265 quality, lower is better (x264's default 23)")
+    v.add_argument("--no-audio", action="store_true",
+                   help="drop the audio (default: copy the first audio stream unchanged)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def _classes(text: str | None):
+    if not text:
+        return None
+    items = [c.strip() for c in text.split(",") if c.strip()]
+    return [int(c) if c.isdigit() else c for c in items]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        from inference import video
+        from inference.predictor import Predictor
+
+        if args.batch_size < 1 or args.every < 1:
+            raise UserError(f"--batch-size ({args.batch_size}) and --every ({args.every}) "
+                            f"must be at least 1")
+
+        is_video = video.is_video(args.input) and not Path(args.input).is_dir()
+        if not is_video:
+            given = [o for o, val in (("--coco-results", args.coco_results),
+                                      ("--start", args.start), ("--end", args.end),
+                                      ("--every", args.every != 1), ("--no-audio", args.no_audio))
+                     if val]
+            if given:
+                raise UserError(f"{', '.join(given)} apply to videos only; {args.input!r} is "
+                                f"not a video ({', '.join(video.VIDEO_SUFFIXES)})")
+            paths = video.find_images(args.input)  # checks the input before loading a model
+        else:
+            start = video.parse_position(args.start, "--start") if args.start else None
+            end = video.parse_position(args.end, "--end") if args.end else None
+            video.VideoReader(args.input).close()  # a bad video fails before the model loads
+        predictor = Predictor(args.model, label_map=args.label_map,
+                              score_threshold=args.score_threshold,
+                              classes=_classes(args.classes))
+        if is_video:
+            summary = video.annotate_video(
+                predictor, args.input, args.out, coco_results=args.coco_results,
+                batch_size=args.batch_size, every=args.every, fill=args.fill,
+                start=start, end=end, codec=args.codec, crf=args.crf,
+                audio=not args.no_audio, overwrite=args.overwrite, progress=not args.quiet)
+            print(summary.line("frames"))
+        else:
+            summary = video.annotate_images(predictor, paths, args.out,
+                                            batch_size=args.batch_size,
+                                            overwrite=args.overwrite, progress=not args.quiet)
+            print(summary.line("images"))
+        return summary.exit_code
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no output written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

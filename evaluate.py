@@ -1,0 +1,81 @@
+"""COCO mask and box mAP, per class, with pycocotools' numbers.
+
+  python evaluate.py --gt GT.json --detections DT.json [--iou-type segm|bbox|both]
+                     [--out metrics.json] [--backend faster|pycocotools]
+  python evaluate.py --config configs/parts.yaml [--checkpoint PATH | --model EXPORT_DIR]
+                     [--max-images N] [--out DIR]
+
+The work is in modeling/evaluation.py; this script parses arguments and prints.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import core  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+from core.errors import UserError
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="evaluate.py", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    files = p.add_argument_group("score a COCO results file (no model)")
+    files.add_argument("--gt", help="COCO ground-truth JSON (e.g. DATA/val_annotations.json)")
+    files.add_argument("--detections", help="COCO results JSON: a list of {image_id, "
+                       "category_id, bbox [x,y,w,h], segmentation (RLE), score}")
+    files.add_argument("--iou-type", choices=("segm", "bbox", "both"), default="both",
+                       help="what to score (default: both)")
+    model = p.add_argument_group("evaluate a model on the run's validation records")
+    model.add_argument("--config", help="the run's YAML config")
+    src = model.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="checkpoint path (default: latest in the run dir)")
+    src.add_argument("--model", help="an export folder made by export.py")
+    model.add_argument("--max-images", type=int, default=None,
+                       help="evaluate only the first N validation images")
+    p.add_argument("--out", help="--gt mode: metrics JSON path (default: DT.metrics.json "
+                   "beside the detections); --config mode: output folder (default: "
+                   "RUN_DIR/eval)")
+    p.add_argument("--backend", choices=("faster", "pycocotools"), default="faster",
+                   help="faster = faster-coco-eval (default; bit-identical to pycocotools, "
+                   "tested); pycocotools = the reference implementation")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    args = p.parse_args(argv)
+    if bool(args.config) == bool(args.gt or args.detections):
+        p.error("give either --gt and --detections, or --config")
+    if args.gt and not args.detections or args.detections and not args.gt:
+        p.error("--gt and --detections go together")
+    if args.gt and (args.checkpoint or args.model or args.max_images):
+        p.error("--checkpoint, --model and --max-images need --config")
+    if args.max_images is not None and args.max_images < 1:
+        p.error("--max-images must be >= 1")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from modeling import evaluation as ev
+    try:
+        if args.gt:
+            out = args.out or str(ev.default_metrics_path(args.detections))
+            from core.atomic import refuse_existing
+            refuse_existing(out, args.overwrite)
+            types = ev.IOU_TYPES if args.iou_type == "both" else (args.iou_type,)
+            report = ev.evaluate_files(args.gt, args.detections, types, args.backend)
+            ev.write_json(out, report.to_json())
+        else:
+            report, out_dir = ev.evaluate_model(
+                args.config, checkpoint=args.checkpoint, model=args.model,
+                max_images=args.max_images, out=args.out, overwrite=args.overwrite,
+                backend=args.backend)
+            out = str(out_dir)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(ev.format_report(report))
+    print(ev.summary_line(report, out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

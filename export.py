@@ -1,0 +1,47 @@
+"""Export a trained run: SavedModel + OD API-style frozen graph (see README, "4. Export").
+
+    python export.py --config configs/parts_demo.yaml --out exported/parts
+    python export.py --config X --out DIR --checkpoint runs/x/ckpt-1000 --overwrite
+    python export.py --config X --out DIR --score-threshold 0.3
+
+Writes DIR/saved_model/, DIR/frozen_graph.pb, DIR/label_map.pbtxt, DIR/metadata.json,
+atomically (a failed export leaves no DIR).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import core  # noqa: F401  (TF environment before TensorFlow is imported)
+from core.errors import UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", required=True, help="the user YAML the run was trained with")
+    ap.add_argument("--out", required=True, help="export folder to create")
+    ap.add_argument("--checkpoint", default=None,
+                    help="checkpoint to export (default: the latest in the run directory)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    ap.add_argument("--score-threshold", type=float, default=None, metavar="S",
+                    help="lowest score the export outputs (pre-NMS threshold); default: "
+                         "the config's (Model Garden's 0.05)")
+    args = ap.parse_args(argv)
+    try:
+        from core.atomic import refuse_existing
+        refuse_existing(args.out, args.overwrite, "export folder")  # before building a model
+        from modeling.config import load_run
+        from modeling.exporting import export
+        run = load_run(args.config)
+        export(run, args.out, checkpoint=args.checkpoint, overwrite=args.overwrite,
+               score_threshold=args.score_threshold)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""``Predictor``: one callable over every model this project runs.
+
+It recognizes by itself what ``path`` is:
+
+- ``export``: our export folder (``export.py``): ``DIR/saved_model`` signature
+  ``image_tensor`` already gives boxes in input pixels and 0/1 masks at image size.
+- ``odapi_saved_model``: a SavedModel from the TF Object Detection API's
+  ``exporter_main_v2.py`` (the folder holding ``saved_model.pb``, or the export folder
+  holding ``saved_model/``): ``serving_default`` takes ``input_tensor`` uint8 [1, H, W, 3]
+  and returns ``detection_boxes`` (normalized), float ``detection_classes``, and, for mask
+  models, box-relative ``detection_masks`` [B, N, mh, mw].
+- ``frozen_graph``: a TF1 frozen GraphDef ``.pb`` (or a folder holding
+  ``frozen_inference_graph.pb``), such as the OD API model zoo's
+  ``mask_rcnn_inception_v2_coco``: ``image_tensor:0`` → ``detection_boxes:0``,
+  ``detection_scores:0``, ``detection_classes:0``, ``num_detections:0`` and optionally
+  ``detection_masks:0``; our own ``DIR/frozen_graph.pb`` is one too.
+
+Box-relative masks are pasted with the OD API's reframing (``core.masks.paste_box_masks``)
+and thresholded at > 0.5. Whatever the model, the result is ``core.detections.Detections``:
+boxes float32 (ymin, xmin, ymax, xmax) in pixels of the image passed in, bool masks
+[N, H, W] at that size (None for a box-only model), label-map ids and names.
+
+The label map comes from ``label_map=`` (a path or a LabelMap), else from a
+``label_map.pbtxt`` next to the model; ids it lacks are named ``class_<id>``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from core.detections import Detections
+from core.errors import UserError
+from core.label_map import LabelMap, read_label_map
+from core.masks import paste_box_masks
+from inference.images import check_image, load_image  # noqa: F401  (re-exported)
+
+OD_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
+FROZEN_NAMES = ("frozen_inference_graph.pb", "frozen_graph.pb")
+EXPECTED = ("an export folder from export.py (saved_model/ + metadata.json), a SavedModel "
+            "folder (saved_model.pb, e.g. from the OD API's exporter_main_v2.py), or a TF1 "
+            "frozen graph .pb (or a folder holding frozen_inference_graph.pb)")
+
+
+def _tf():
+    import tensorflow as tf  # imported lazily: `import inference` stays cheap
+    return tf
+
+
+# --------------------------------------------------------------------------- backends
+# Each backend maps a batch uint8 [B, H, W, 3] (one size) to B tuples
+# (boxes px [n, 4], scores [n], class ids [n], bool masks [n, H, W] or None).
+
+class _ExportBackend:
+    """Our SavedModel (or the in-memory serving function): outputs are final already."""
+
+    def __init__(self, fn: Callable, max_batch: int | None = None):
+        self.fn, self.max_batch = fn, max_batch
+
+    def __call__(self, batch):
+        tf = _tf()
+        out = self.fn(images=tf.constant(batch))
+        out = {k: v.numpy() for k, v in out.items()}
+        res = []
+        for b in range(len(batch)):
+            n = int(out["num_detections"][b])
+            res.append((out["detection_boxes"][b, :n], out["detection_scores"][b, :n],
+                        out["detection_classes"][b, :n],
+                        out["detection_masks"][b, :n].astype(bool)))
+        return res
+
+
+def _od_api_to_results(out: dict, h: int, w: int) -> list:
+    """OD API outputs (numpy, normalized boxes, float classes, box-relative masks)."""
+    res = []
+    scale = np.array([h, w, h, w], np.float32)
+    for b in range(out["detection_boxes"].shape[0]):
+        n = int(out["num_detections"][b])
+        nboxes = out["detection_boxes"][b, :n].astype(np.float32)
+        masks = None
+        if "detection_masks" in out:
+            masks = paste_box_masks(out["detection_masks"][b, :n], nboxes, h, w) > 0.5
+        res.append((nboxes * scale, out["detection_scores"][b, :n],
+                    np.rint(out["detection_classes"][b, :n]).astype(np.int32), masks))
+    return res
+
+
+class _OdApiSavedModelBackend:
+    def __init__(self, fn, input_name: str, max_batch: int | None):
+        self.fn, self.input_name, self.max_batch = fn, input_name, max_batch
+
+    def __call__(self, batch):
+        tf = _tf()
+        out = self.fn(**{self.input_name: tf.constant(batch)})
+        out = {k: v.numpy() for k, v in out.items() if k in OD_OUTPUTS + ("detection_masks",)}
+        return _od_api_to_results(out, batch.shape[1], batch.shape[2])
+
+
+class _FrozenGraphBackend:
+    """A TF1 GraphDef run through ``tf.compat.v1.Session`` (the OD API's own TF1 way)."""
+
+    def __init__(self, path: str):
+        tf = _tf()
+        gd = tf.compat.v1.GraphDef()
+        try:
+            with open(path, "rb") as f:
+                gd.ParseFromString(f.read())
+        except OSError as e:
+            raise UserError(f"cannot read frozen graph {path!r}: {e.strerror}") from None
+        except Exception as e:  # protobuf DecodeError: not a GraphDef
+            raise UserError(f"{path!r} is not a TensorFlow GraphDef ({e}); expected "
+                            f"{EXPECTED}") from None
+        nodes = {n.name: n for n in gd.node}
+        missing = [t for t in ("image_tensor",) + OD_OUTPUTS if t not in nodes]
+        if missing:
+            consumed = {i.split(":")[0].lstrip("^") for n in gd.node for i in n.input}
+            inputs = [n.name for n in gd.node if n.op == "Placeholder"]
+            outputs = [n.name for n in gd.node if n.name not in consumed and n.op != "NoOp"]
+            raise UserError(
+                f"frozen graph {path!r} lacks {', '.join(t + ':0' for t in missing)}; "
+                f"expected the TF Object Detection API tensors image_tensor:0 -> "
+                f"{', '.join(t + ':0' for t in OD_OUTPUTS)} (detection_masks:0 optional). "
+                f"It has inputs {inputs[:10]} and outputs {outputs[:20]}")
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.compat.v1.import_graph_def(gd, name="")
+        self.fetch = {k: self.graph.get_tensor_by_name(k + ":0") for k in OD_OUTPUTS}
+        if "detection_masks" in nodes:
+            self.fetch["detection_masks"] = self.graph.get_tensor_by_name("detection_masks:0")
+        self.input = self.graph.get_tensor_by_name("image_tensor:0")
+        dim0 = self.input.shape[0] if self.input.shape.rank else None
+        self.max_batch = 1 if dim0 == 1 else None
+        self.session = tf.compat.v1.Session(graph=self.graph)
+
+    def __call__(self, batch):
+        out = self.session.run(self.fetch, feed_dict={self.input: batch})
+        return _od_api_to_results(out, batch.shape[1], batch.shape[2])
+
+
+# --------------------------------------------------------------------------- loading
+
+def _find_model(path: Path) -> tuple[str, Path]:
+    """(kind, location): kind is 'saved_model' or 'frozen_graph'."""
+    if not path.exists():
+        raise UserError(f"model path {str(path)!r} does not exist; expected {EXPECTED}")
+    if path.is_file():
+        if path.name == "saved_model.pb":
+            return "saved_model", path.parent
+        if path.suffix == ".pb":
+            return "frozen_graph", path
+        raise UserError(f"model file {str(path)!r} is not a .pb; expected {EXPECTED}")
+    if (path / "saved_model.pb").is_file():
+        return "saved_model", path
+    if (path / "saved_model" / "saved_model.pb").is_file():
+        return "saved_model", path / "saved_model"
+    for name in FROZEN_NAMES:
+        if (path / name).is_file():
+            return "frozen_graph", path / name
+    found = sorted(p.name for p in path.iterdir())[:10]
+    raise UserError(f"{str(path)!r} is not a model folder (it holds {found or 'nothing'}); "
+                    f"expected {EXPECTED}")
+
+
+def _label_map_near(location: Path) -> LabelMap | None:
+    for folder in (location if location.is_dir() else location.parent,
+                   location.parent if location.is_dir() else location.parent.parent):
+        if (folder / "label_map.pbtxt").is_file():
+            return read_label_map(folder / "label_map.pbtxt")
+    return None
+
+
+def _load_saved_model(location: Path):
+    tf = _tf()
+    try:
+        loaded = tf.saved_model.load(str(location))
+    except Exception as e:  # a damaged SavedModel raises many different TF errors
+        raise UserError(f"cannot load SavedModel {str(location)!r} "
+                        f"({e.__class__.__name__}: {str(e).splitlines()[0][:200]}); "
+                        f"expected {EXPECTED}") from None
+    sigs = dict(loaded.signatures)
+    if "serving_default" not in sigs:
+        raise UserError(f"SavedModel {str(location)!r} has no 'serving_default' signature "
+                        f"(it has {sorted(sigs)}); expected one that takes uint8 images")
+    fn = sigs["serving_default"]
+    inputs = fn.structured_input_signature[1]
+    outputs = fn.structured_outputs
+    missing = [k for k in OD_OUTPUTS if k not in outputs]
+    if missing or len(inputs) != 1:
+        raise UserError(
+            f"SavedModel {str(location)!r} serving_default takes {sorted(inputs)} and returns "
+            f"{sorted(outputs)}; expected one uint8 image input and "
+            f"{', '.join(OD_OUTPUTS)} (detection_masks optional), as export.py and the "
+            f"TF OD API's exporter_main_v2.py write")
+    (name, spec), = inputs.items()
+    if spec.dtype != tf.uint8:
+        raise UserError(
+            f"SavedModel {str(location)!r} takes {name!r} as {spec.dtype.name}; expected "
+            f"uint8 images (re-export an OD API model with --input_type image_tensor)")
+    max_batch = 1 if spec.shape.rank and spec.shape[0] == 1 else None
+    ours = (name == "images" and "encoded_image" in sigs
+            and outputs["detection_classes"].dtype == tf.int32)
+    backend = (_ExportBackend(fn, max_batch) if ours
+               else _OdApiSavedModelBackend(fn, name, max_batch))
+    backend.loaded = loaded  # keep the restored variables alive with the function
+    return ("export" if ours else "odapi_saved_model"), backend
+
+
+class Predictor:
+    """Run a detection model on uint8 RGB images; always returns ``Detections``.
+
+    Args:
+      path: an export folder, a SavedModel folder, a frozen graph .pb or a folder with
+        ``frozen_inference_graph.pb`` (see the module docstring).
+      label_map: a LabelMap or a label-map path; default: ``label_map.pbtxt`` beside the
+        model, else names ``class_<id>``.
+      score_threshold: keep detections with score >= this.
+      classes: keep only these class ids or names (None keeps all).
+
+    Attributes: ``kind`` ('export', 'odapi_saved_model', 'frozen_graph' or 'function'),
+    ``label_map``, ``score_threshold``, ``classes``, ``path``.
+    """
+
+    def __init__(self, path: str | os.PathLike, label_map: LabelMap | str | os.PathLike
+                 | None = None, score_threshold: float = 0.5,
+                 classes: Iterable[int | str] | None = None):
+        self.path = Path(path)
+        kind, location = _find_model(self.path)
+        if kind == "frozen_graph":
+            self.kind, self._backend = "frozen_graph", _FrozenGraphBackend(str(location))
+        else:
+            self.kind, self._backend = _load_saved_model(location)
+        if label_map is None:
+            label_map = _label_map_near(location)
+        self._setup(label_map, score_threshold, classes)
+
+    @classmethod
+    def from_function(cls, fn: Callable, label_map: LabelMap | None,
+                      score_threshold: float = 0.0,
+                      classes: Iterable[int | str] | None = None,
+                      owner=None) -> "Predictor":
+        """Wrap a tf.function with the export's ``image_tensor`` inputs and outputs
+        (``modeling.exporting.load_detector`` uses this for the in-memory model).
+        ``owner``: the object ``fn`` is a method of, kept alive here (tf.function methods
+        hold their instance only weakly)."""
+        self = cls.__new__(cls)
+        self.path, self.kind, self._backend = None, "function", _ExportBackend(fn)
+        self._backend.owner = owner
+        self._setup(label_map, score_threshold, classes)
+        return self
+
+    def _setup(self, label_map, score_threshold, classes):
+        if label_map is not None and not isinstance(label_map, LabelMap):
+            label_map = read_label_map(label_map)
+        self.label_map = label_map if label_map is not None else LabelMap({})
+        self.score_threshold = float(score_threshold)
+        self.classes = None if classes is None else list(classes)
+        if self.classes is not None:
+            known = {str(i) for i in self.label_map.ids} | set(self.label_map.names)
+            unknown = [c for c in self.classes if str(c) not in known]
+            if unknown and len(self.label_map):
+                raise UserError(f"classes {unknown} are not in the label map "
+                                f"({self.label_map.names_by_id}); use ids or names from it")
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        """image: uint8 [H, W, 3] RGB → Detections in that image's pixels."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """A list of uint8 [H, W, 3] RGB images → one Detections each, in order.
+
+        Images of the same size run together (up to the model's batch limit; OD API
+        SavedModels take one at a time); different sizes run separately.
+        """
+        images = [check_image(im, f"image {i}") for i, im in enumerate(images)]
+        results: list[Detections | None] = [None] * len(images)
+        groups: dict[tuple, list[int]] = {}
+        for i, im in enumerate(images):
+            groups.setdefault(im.shape, []).append(i)
+        step = self._backend.max_batch or max(1, len(images))
+        for idx in groups.values():
+            for s in range(0, len(idx), step):
+                chunk = idx[s:s + step]
+                batch = np.stack([images[i] for i in chunk])
+                for i, raw in zip(chunk, self._backend(batch)):
+                    results[i] = self._to_detections(raw, images[i].shape[:2])
+        return results
+
+    def _to_detections(self, raw, size) -> Detections:
+        boxes, scores, class_ids, masks = raw
+        det = Detections(boxes, scores, class_ids,
+                         [self.label_map.name(c) for c in class_ids], size, masks)
+        return det.filter(self.score_threshold, self.classes)
+
+    def close(self):
+        if isinstance(self._backend, _FrozenGraphBackend):
+            self._backend.session.close()
+
+    def __repr__(self):
+        return (f"Predictor({str(self.path)!r}, kind={self.kind!r}, "
+                f"{len(self.label_map)} classes, score_threshold={self.score_threshold})")

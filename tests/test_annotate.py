@@ -1,0 +1,166 @@
+"""annotate.py: images, folders, globs and videos through the CLI; clean errors (exit 2);
+Ctrl-C leaves nothing behind. The model is the OD API-format SavedModel of test_video."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import annotate
+from tests.test_video import od_model  # noqa: F401  (the fixture, shared with test_video)
+from tests.test_video import (H, SQ, W, clip_frame, decode_all, make_clip, read_jsonl,
+                              square_at)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i, name in [(2, "b.png"), (0, "a.jpg"), (5, "c.png")]:
+        Image.fromarray(clip_frame(i)).save(d / name, quality=98)
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def test_folder_of_images(od_model, photos, tmp_path, capsys):
+    out = tmp_path / "annotated"
+    assert annotate.main([str(od_model), str(photos), "--out", str(out), "--quiet",
+                          "--score-threshold", "0.2"]) == 0
+    assert "annotated 3 images" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "b.png", "c.png",
+                                                     "detections.json", "images.json"]
+    index = json.loads((out / "images.json").read_text())
+    # Image ids are positions in sorted path order, from 0.
+    assert [(im["id"], im["file_name"]) for im in index["images"]] == [
+        (0, "a.jpg"), (1, "b.png"), (2, "c.png")]
+    assert index["images"][0]["width"] == W and index["images"][0]["height"] == H
+    assert index["categories"] == [{"id": 1, "name": "red"}, {"id": 2, "name": "blue"}]
+    dets = json.loads((out / "detections.json").read_text())
+    assert [d["image_id"] for d in dets] == [0, 1, 2]
+    for d, i in zip(dets, [0, 2, 5]):
+        y0, x0, _, _ = square_at(i)
+        assert d["bbox"] == pytest.approx([x0, y0, SQ, SQ], abs=1.5)
+        assert d["category_id"] == 1 and d["segmentation"]["size"] == [H, W]
+    drawn = np.asarray(Image.open(out / "b.png"))
+    assert drawn.shape == (H, W, 3) and not np.array_equal(drawn, clip_frame(2))
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_glob_and_class_filter(od_model, photos, tmp_path):
+    out = tmp_path / "only_blue"
+    assert annotate.main([str(od_model), str(photos / "*.png"), "--out", str(out), "--quiet",
+                          "--classes", "blue"]) == 0
+    index = json.loads((out / "images.json").read_text())
+    assert [im["file_name"] for im in index["images"]] == ["b.png", "c.png"]
+    assert json.loads((out / "detections.json").read_text()) == []  # every square is red
+    assert np.array_equal(np.asarray(Image.open(out / "b.png")), clip_frame(2))
+
+
+def test_video_cli(od_model, tmp_path, capsys):
+    clip = make_clip(tmp_path / "clip.mov", n=6)
+    out = tmp_path / "out.mkv"
+    assert annotate.main([str(od_model), str(clip), "--out", str(out), "--quiet",
+                          "--coco-results", str(tmp_path / "coco.json"), "--every", "2",
+                          "--batch-size", "2"]) == 0
+    line = capsys.readouterr().out
+    assert "annotated 6 frames (3 through the model" in line and str(out) in line
+    frames, fps, kinds = decode_all(out)
+    assert len(frames) == 6 and kinds == ["video", "audio"]
+    assert [ln["frame_index"] for ln in read_jsonl(tmp_path / "out.jsonl")] == [0, 2, 4]
+    assert [d["image_id"] for d in json.loads((tmp_path / "coco.json").read_text())] == [0, 2, 4]
+
+
+def test_truncated_video_exit_code_3(od_model, tmp_path, capsys):
+    src = make_clip(tmp_path / "long.avi", n=40, codec="mpeg4", audio=False, noise=True)
+    bad = tmp_path / "cut.avi"
+    bad.write_bytes(src.read_bytes()[:src.stat().st_size // 2])
+    out = tmp_path / "out.mp4"
+    assert annotate.main([str(od_model), str(bad), "--out", str(out), "--quiet"]) == 3
+    line = capsys.readouterr().out
+    assert line.startswith("INCOMPLETE") and "out.partial.mp4" in line and "at frame" in line
+    assert (tmp_path / "out.partial.mp4").exists() and not out.exists()
+
+
+@pytest.mark.parametrize("case,match", [
+    ("missing_input", "does not exist"),
+    ("not_a_model", "is not a model folder"),
+    ("text_file", "neither a video"),
+    ("video_option_on_images", "apply to videos only"),
+    ("bad_start", "is not a position"),
+    ("bad_codec", "unknown video codec"),
+    ("bad_suffix", "suffix"),
+    ("existing_out", "--overwrite"),
+    ("corrupt_image", "cannot decode image"),
+    ("unknown_class", "not in the label map"),
+    ("broken_video", "cannot open video"),
+    ("zero_every", "at least 1"),
+])
+def test_bad_inputs_exit_2(od_model, photos, tmp_path, capsys, case, match):
+    clip = make_clip(tmp_path / "clip.mp4", n=2, audio=False)
+    model, src, out, extra = str(od_model), str(photos), str(tmp_path / "o"), []
+    if case == "missing_input":
+        src = str(tmp_path / "nope")
+    elif case == "not_a_model":
+        model = str(photos)
+    elif case == "text_file":
+        src = str(photos / "notes.txt")
+    elif case == "video_option_on_images":
+        extra = ["--start", "2"]
+    elif case == "bad_start":
+        src, out, extra = str(clip), str(tmp_path / "o.mp4"), ["--start", "two"]
+    elif case == "bad_codec":
+        src, out, extra = str(clip), str(tmp_path / "o.mp4"), ["--codec", "vp9000"]
+    elif case == "bad_suffix":
+        src, out = str(clip), str(tmp_path / "o.gif")
+    elif case == "existing_out":
+        (tmp_path / "o").mkdir()
+    elif case == "corrupt_image":
+        (photos / "z.jpg").write_bytes(b"\xff\xd8 broken")
+    elif case == "unknown_class":
+        extra = ["--classes", "bolt"]
+    elif case == "broken_video":
+        (tmp_path / "broken.mp4").write_bytes(b"garbage" * 100)
+        src, out = str(tmp_path / "broken.mp4"), str(tmp_path / "o.mp4")
+    elif case == "zero_every":
+        src, out, extra = str(clip), str(tmp_path / "o.mp4"), ["--every", "0"]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert annotate.main([model, src, "--out", out, "--quiet", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and match in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_sigint_leaves_no_output(od_model, tmp_path):
+    """Ctrl-C on the real CLI: exit 130, no video, no JSONL, no temporaries."""
+    clip = make_clip(tmp_path / "clip.mp4", n=1000, audio=True)  # long enough to interrupt
+    out = tmp_path / "out.mp4"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, str(ROOT / "annotate.py"), str(od_model),
+                             str(clip), "--out", str(out), "--quiet"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            temps = [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+            if any(p.suffix == ".jsonl" and p.stat().st_size > 0 for p in temps):
+                break  # frames are flowing through the pipeline
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]

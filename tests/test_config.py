@@ -1,0 +1,244 @@
+"""The user's YAML → Model Garden experiment (pipeline.yaml) and OD API pipeline.config.
+
+No TensorFlow graph is built here; only Model Garden's config classes are used.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core.errors import UserError
+from modeling.config import PRESETS, load_run, read_user_config
+from tests.fixtures.model import make_tiny_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    # Our own 2-class folder (ids 1..2): checks need a known label map, and building it
+    # takes a second, not a synthetic render + convert.
+    return make_tiny_dataset(tmp_path_factory.mktemp("cfgdata"), num_train=2, num_val=1,
+                             size=64)
+
+
+def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def base(data: Path, extra: str = "") -> str:
+    return f"data: {data}\nrun_dir: run\n" + extra
+
+
+# -- strictness ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, key, hint", [
+    ("trian:\n  steps: 3\n", "'trian'", "'train'"),
+    ("train:\n  stpes: 3\n", "'train.stpes'", "'steps'"),
+    ("train:\n  augment:\n    hflp: true\n", "'train.augment.hflp'", "'hflip'"),
+    ("model:\n  image_sise: 256\n", "'model.image_sise'", "'image_size'"),
+])
+def test_unknown_key_names_file_key_and_closest(tmp_path, data, text, key, hint):
+    cfg = write(tmp_path, base(data, text))
+    with pytest.raises(UserError) as e:
+        read_user_config(cfg)
+    msg = str(e.value)
+    assert str(cfg) in msg and key in msg and f"did you mean {hint}" in msg
+
+
+@pytest.mark.parametrize("text, words", [
+    ("train:\n  batch_size: two\n", ["train.batch_size", "an integer", "'two'"]),
+    ("train:\n  batch_size: true\n", ["train.batch_size", "an integer"]),
+    ("train:\n  batch_size: 0\n", ["train.batch_size", "at least 1"]),
+    ("model:\n  image_size: 100\n", ["model.image_size", "multiple of 64", "e.g. 128"]),
+    ("train:\n  augment:\n    scale: [1.3, 0.8]\n", ["train.augment.scale", "min <= max"]),
+    ("train:\n  warmup_steps: 5000\n", ["train.warmup_steps", "smaller than train.steps"]),
+    ("model:\n  preset: slim_r18\n", ["model.preset", "did you mean 'slim_r18_fpn'"]),
+    ("runtime:\n  strategy: mirorred\n", ["runtime.strategy", "did you mean 'mirrored'"]),
+    ("train: 5\n", ["train", "mapping"]),
+])
+def test_wrong_types_and_impossible_values(tmp_path, data, text, words):
+    cfg = write(tmp_path, base(data, text))
+    with pytest.raises(UserError) as e:
+        read_user_config(cfg)
+    for w in words:
+        assert w in str(e.value)
+    assert str(cfg) in str(e.value)
+
+
+def test_missing_required_key(tmp_path):
+    with pytest.raises(UserError, match="missing required key 'data'"):
+        read_user_config(write(tmp_path, "run_dir: run\n"))
+
+
+def test_missing_data_folder_and_missing_shards(tmp_path, data):
+    with pytest.raises(UserError, match="is not a folder.*dataset_tools convert"):
+        load_run(write(tmp_path, "data: nowhere\nrun_dir: run\n"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no train-\\*.tfrecord shards"):
+        load_run(write(tmp_path, "data: empty\nrun_dir: run\n"))
+
+
+def test_unknown_init_checkpoint_is_refused_before_building(tmp_path, data):
+    cfg = write(tmp_path, base(data, "model:\n  init_checkpoint: retinanet_resnet50\n"))
+    with pytest.raises(UserError, match="did you mean 'retinanet_resnet50fpn_coco'"):
+        load_run(cfg)
+
+
+# -- what the config becomes --------------------------------------------------------------
+
+def test_paths_relative_to_yaml_and_num_classes_from_label_map(tmp_path, data, monkeypatch):
+    sub = tmp_path / "configs"
+    sub.mkdir()
+    rel = Path("..") / data.relative_to(tmp_path) if data.is_relative_to(tmp_path) else data
+    cfg = write(sub, f"data: {rel}\nrun_dir: ../runs/r1\ntrain:\n  steps: 50\n")
+    monkeypatch.chdir(ROOT)  # anywhere but the YAML's folder
+    run = load_run(cfg, overrides={"train.batch_size": 4, "model": {"image_size": 192}})
+    assert run.data_dir == data.resolve()
+    assert run.run_dir == (tmp_path / "runs" / "r1").resolve()
+    t = run.experiment.task
+    assert t.model.num_classes == 3  # 2 classes + background
+    assert t.model.input_size == [192, 192, 3]
+    assert t.train_data.input_path == str(run.data_dir / "train-*.tfrecord")
+    assert t.validation_data.input_path == str(run.data_dir / "val-*.tfrecord")
+    assert t.annotation_file == str(run.data_dir / "val_annotations.json")
+    assert t.train_data.global_batch_size == 4
+    assert run.experiment.trainer.train_steps == 50
+    # Default learning rate: the preset's per-image rate x batch size.
+    lr = run.experiment.trainer.optimizer_config.learning_rate.cosine.initial_learning_rate
+    assert lr == pytest.approx(PRESETS["slim_r18_fpn"].lr_per_image * 4)
+    # Slim heads of the preset reach Model Garden's config.
+    assert t.model.decoder.fpn.num_filters == 64 and t.model.backbone.resnet.model_id == 18
+
+
+def test_pipeline_yaml_loads_back_through_model_garden(tmp_path, data):
+    from official.core import exp_factory
+    from official.modeling import hyperparams
+
+    run = load_run(write(tmp_path, base(data, "train:\n  steps: 7\n")))
+    run.save()
+    for name in ("pipeline.yaml", "pipeline.config", "config.yaml", "label_map.pbtxt"):
+        assert (run.run_dir / name).is_file()
+    exp = exp_factory.get_exp_config("maskrcnn_resnetfpn_coco")
+    exp = hyperparams.override_params_dict(exp, str(run.run_dir / "pipeline.yaml"),
+                                           is_strict=True)
+    exp.validate()
+    assert exp.as_dict() == run.experiment.as_dict()
+    assert exp.task.model.num_classes == 3 and exp.trainer.train_steps == 7
+    # The saved user config is complete and loads as a config of its own.
+    saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+    assert saved["model"]["image_size"] == 256 and saved["data"] == str(data.resolve())
+    again = read_user_config(run.run_dir / "config.yaml")
+    assert again.train.steps == 7
+
+
+# A minimal reader of protobuf text format: enough for pipeline.config (messages, scalars,
+# strings, [a, b] lists, # comments). Repeated fields become lists.
+_TOK = re.compile(r'\s*(?:#[^\n]*|("(?:\\.|[^"\\])*")|([{}:\[\],])|([^\s{}:\[\],"#]+))')
+
+
+def parse_text_proto(text: str) -> dict:
+    toks = []
+    for m in _TOK.finditer(text):
+        s, p, w = m.groups()
+        if s is not None:
+            toks.append(("s", bytes(s[1:-1], "utf-8").decode("unicode_escape")))
+        elif p or w:
+            toks.append(("p" if p else "w", p or w))
+    pos = 0
+
+    def value(tok):
+        kind, v = tok
+        if kind == "s":
+            return v
+        for conv in (int, float):
+            try:
+                return conv(v)
+            except ValueError:
+                pass
+        return {"true": True, "false": False}.get(v, v)
+
+    def message(end):
+        nonlocal pos
+        out: dict = {}
+        while pos < len(toks) and toks[pos][1] != end:
+            key = toks[pos][1]
+            pos += 1
+            if toks[pos][1] == ":":
+                pos += 1
+            if toks[pos][1] == "{":
+                pos += 1
+                val = message("}")
+                pos += 1
+            elif toks[pos][1] == "[":
+                pos += 1
+                val = []
+                while toks[pos][1] != "]":
+                    if toks[pos][1] != ",":
+                        val.append(value(toks[pos]))
+                    pos += 1
+                pos += 1
+            else:
+                val = value(toks[pos])
+                pos += 1
+            if key in out:
+                out[key] = out[key] if isinstance(out[key], list) else [out[key]]
+                out[key].append(val)
+            else:
+                out[key] = val
+        return out
+
+    return message(None)
+
+
+def test_od_api_pipeline_config_fields(tmp_path, data):
+    ckpt_dir = tmp_path / "ckpt"
+    ckpt_dir.mkdir()
+    (ckpt_dir / "ckpt-0.index").write_bytes(b"")
+    run = load_run(write(tmp_path, base(data, "model:\n  init_checkpoint: ckpt/ckpt-0\n"
+                                              "  image_size: 320\n")))
+    pc = parse_text_proto(run.pipeline_config())
+    frcnn = pc["model"]["faster_rcnn"]
+    assert frcnn["num_classes"] == 2  # the OD API counts no background
+    assert frcnn["number_of_stages"] == 3
+    assert frcnn["image_resizer"]["fixed_shape_resizer"] == {"height": 320, "width": 320}
+    assert frcnn["second_stage_box_predictor"]["mask_rcnn_box_predictor"][
+        "predict_instance_masks"] is True
+    tc = pc["train_config"]
+    assert tc["fine_tune_checkpoint"] == str((ckpt_dir / "ckpt-0").resolve())
+    assert tc["fine_tune_checkpoint_type"] == "detection"
+    for reader, split in (("train_input_reader", "train"), ("eval_input_reader", "val")):
+        r = pc[reader]
+        assert r["label_map_path"] == str(run.data_dir / "label_map.pbtxt")
+        assert r["load_instance_masks"] is True and r["mask_type"] == "PNG_MASKS"
+        assert r["tf_record_input_reader"]["input_path"] == str(
+            run.data_dir / f"{split}-*.tfrecord")
+    assert "coco_mask_metrics" in pc["eval_config"]["metrics_set"]
+
+
+def test_shipped_configs_are_valid():
+    for name in ("parts_demo.yaml", "balloon.yaml", "my_parts_template.yaml"):
+        u = read_user_config(ROOT / "configs" / name)
+        assert u.model.preset in PRESETS
+    demo = read_user_config(ROOT / "configs" / "parts_demo.yaml")
+    assert demo.data == "../demo_out/data" and demo.model.init_checkpoint is None
+
+
+def test_print_config_cli(tmp_path, data, capsys):
+    import train
+    cfg = write(tmp_path, base(data))
+    assert train.main(["--config", str(cfg), "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["task"]["model"]["num_classes"] == 3
+    assert not (tmp_path / "run").exists()  # printing writes nothing
+    assert train.main(["--config", str(cfg), "--print-config", "od"]) == 0
+    assert "number_of_stages: 3" in capsys.readouterr().out
+    assert train.main(["--config", str(cfg), "--set", "train.stepz=3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "did you mean 'steps'" in err

@@ -1,0 +1,184 @@
+"""export.py / modeling.exporting: the SavedModel, the OD API-style frozen graph, atomicity.
+
+All on the real tiny Model Garden Mask R-CNN export (``tiny_export``, tests/fixtures/export.py)
+with a low pre-NMS threshold so the comparisons have detections to compare.
+"""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.errors import UserError
+from core.label_map import read_label_map
+from core.masks import paste_box_masks
+from tests.conftest import ROOT
+from tests.fixtures.export import TINY_SCORE_THRESHOLD
+
+pytestmark = pytest.mark.slow
+OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections",
+           "detection_masks")
+
+
+def sample_image(h=100, w=150, seed=0) -> np.ndarray:
+    """Not the model's 128x128 input size, so resizing back to input pixels is exercised."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 40, np.uint8)
+    img[10:50, 20:70] = (200, 60, 60)
+    yy, xx = np.mgrid[:h, :w]
+    img[(yy - 70) ** 2 + (xx - 110) ** 2 < 20 ** 2] = (60, 200, 60)
+    return np.clip(img + rng.integers(0, 20, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_export_predictor):
+    return tiny_export_predictor._backend.loaded  # the loaded SavedModel, shared
+
+
+@pytest.fixture(scope="module")
+def saved_out(saved):
+    import tensorflow as tf
+    out = saved.signatures["image_tensor"](images=tf.constant(sample_image()[None]))
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def run_frozen_tf1(pb_path, image):
+    """Exactly what TF1 OD API tutorials do with frozen_inference_graph.pb."""
+    import tensorflow as tf
+    graph_def = tf.compat.v1.GraphDef()
+    with open(pb_path, "rb") as f:
+        graph_def.ParseFromString(f.read())
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        return sess.run({k: f"{k}:0" for k in OUTPUTS}, feed_dict={"image_tensor:0": image[None]})
+
+
+def test_layout_and_metadata(tiny_export, tiny_export_model):
+    assert sorted(p.name for p in tiny_export.iterdir()) == [
+        "frozen_graph.pb", "label_map.pbtxt", "metadata.json", "saved_model"]
+    meta = json.loads((tiny_export / "metadata.json").read_text())
+    label_map = tiny_export_model[1].label_map
+    assert meta["classes"] == {str(i): n for i, n in label_map.names_by_id.items()}
+    assert read_label_map(tiny_export / "label_map.pbtxt") == label_map
+    assert meta["input_size"] == [128, 128]
+    assert meta["score_threshold"] == pytest.approx(TINY_SCORE_THRESHOLD)
+    assert meta["versions"]["tensorflow"].startswith("2.")
+    assert meta["tensors"]["frozen_graph"]["outputs"]["detection_boxes:0"]["order"] == \
+        "ymin, xmin, ymax, xmax"
+    assert meta["mask_size"] == [28, 28]
+    checkpoint = tiny_export_model[2]  # None for the untrained fallback
+    assert meta["checkpoint"] == checkpoint
+
+
+def test_saved_model_outputs_are_final(tiny_export, saved, saved_out):
+    assert {"serving_default", "image_tensor", "encoded_image"} <= set(saved.signatures)
+    out = saved_out
+    n = int(out["num_detections"][0])
+    assert n > 0, "the tiny model must produce detections (low pre-NMS threshold)"
+    assert out["detection_boxes"].dtype == np.float32 and out["detection_boxes"].shape[2] == 4
+    assert out["detection_classes"].dtype == np.int32
+    assert out["num_detections"].dtype == np.int32
+    assert out["detection_masks"].dtype == np.uint8
+    assert out["detection_masks"].shape[2:] == (100, 150)  # full input-image size
+    assert set(np.unique(out["detection_masks"])) <= {0, 1}
+    boxes = out["detection_boxes"][0, :n]
+    assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= 100).all() and (boxes[:, [1, 3]] <= 150).all()
+    assert (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all()
+    assert set(out["detection_classes"][0, :n].tolist()) <= set(
+        read_label_map(tiny_export / "label_map.pbtxt").ids)
+    scores = out["detection_scores"][0, :n]
+    assert (np.diff(scores) <= 1e-6).all() and (scores >= TINY_SCORE_THRESHOLD).all()
+    # Masks live inside their boxes (pasted, not a 28x28 box-relative grid).
+    k = int(np.argmax(out["detection_masks"][0, :n].sum(axis=(1, 2))))
+    ys, xs = np.nonzero(out["detection_masks"][0, k])
+    y0, x0, y1, x1 = boxes[k]
+    assert ys.min() >= np.floor(y0) - 1 and ys.max() <= np.ceil(y1) + 1
+    assert xs.min() >= np.floor(x0) - 1 and xs.max() <= np.ceil(x1) + 1
+
+
+def test_encoded_image_signature_agrees(saved, saved_out):
+    import tensorflow as tf
+    buf = io.BytesIO()
+    Image.fromarray(sample_image()).save(buf, "PNG")  # lossless: the same pixels
+    out = saved.signatures["encoded_image"](encoded_images=tf.constant([buf.getvalue()]))
+    for k in OUTPUTS:
+        np.testing.assert_array_equal(out[k].numpy(), saved_out[k], err_msg=k)
+
+
+def test_frozen_graph_is_an_od_api_drop_in(tiny_export, saved_out):
+    fo = run_frozen_tf1(tiny_export / "frozen_graph.pb", sample_image())
+    assert fo["detection_classes"].dtype == np.float32 and fo["num_detections"].dtype == np.float32
+    n = int(fo["num_detections"][0])
+    assert n == int(saved_out["num_detections"][0]) > 0
+    np.testing.assert_allclose(fo["detection_scores"][0, :n], saved_out["detection_scores"][0, :n],
+                               atol=1e-5)
+    boxes_px = fo["detection_boxes"][0, :n] * np.array([100, 150, 100, 150], np.float32)
+    np.testing.assert_allclose(boxes_px, saved_out["detection_boxes"][0, :n], atol=1e-3)
+    assert (fo["detection_boxes"] >= 0).all() and (fo["detection_boxes"] <= 1).all()
+    np.testing.assert_array_equal(fo["detection_classes"][0, :n],
+                                  saved_out["detection_classes"][0, :n].astype(np.float32))
+    # The usual OD API reframing of the box-relative masks gives the SavedModel's masks,
+    # except for float32 rounding ties: a probability within 1e-4 of the 0.5 threshold, or a
+    # pixel whose sampling point falls exactly on the mask's edge (a box touching the image
+    # border), which TF's crop_and_resize and numpy may round to opposite sides.
+    assert fo["detection_masks"].shape[2:] == (28, 28)
+    nboxes = fo["detection_boxes"][0, :n]
+    probs = paste_box_masks(fo["detection_masks"][0, :n], nboxes, 100, 150)
+    full = saved_out["detection_masks"][0, :n].astype(bool)
+    assert full.sum() > 0
+    k, y, x = np.nonzero((probs > 0.5) != full)
+    ry = (y / 99 - nboxes[k, 0]) / np.maximum(nboxes[k, 2] - nboxes[k, 0], 1e-12) * 27
+    rx = (x / 149 - nboxes[k, 1]) / np.maximum(nboxes[k, 3] - nboxes[k, 1], 1e-12) * 27
+    tie = ((np.abs(probs[k, y, x] - 0.5) < 1e-4) | (np.abs(ry) < 1e-3) | (np.abs(ry - 27) < 1e-3)
+           | (np.abs(rx) < 1e-3) | (np.abs(rx - 27) < 1e-3))
+    assert tie.all(), f"{(~tie).sum()} mask pixels differ beyond rounding"
+    assert len(k) <= 1e-3 * full.size
+
+
+def test_load_detector_matches_export(tiny_export_model, tiny_export, saved_out):
+    from modeling.exporting import detector_from_model
+    model, run, _ = tiny_export_model
+    det = detector_from_model(model, run.experiment, run.label_map, score_threshold=0.0,
+                              pre_nms_score_threshold=TINY_SCORE_THRESHOLD)(sample_image())
+    n = int(saved_out["num_detections"][0])
+    assert len(det) == n
+    np.testing.assert_allclose(det.boxes, saved_out["detection_boxes"][0, :n], atol=1e-3)
+    np.testing.assert_allclose(det.scores, saved_out["detection_scores"][0, :n], atol=1e-5)
+    assert det.class_names[0] in run.label_map.names
+    assert (det.masks != saved_out["detection_masks"][0, :n].astype(bool)).mean() < 1e-3
+
+
+def test_failed_export_leaves_no_folder(tiny_export_model, tmp_path, monkeypatch):
+    import modeling.exporting as exporting
+    model, run, _ = tiny_export_model
+
+    def crash(module):  # after the SavedModel is written into the temporary folder
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(exporting, "freeze", crash)
+    with pytest.raises(KeyboardInterrupt):
+        exporting.export_model(model, run.experiment, run.label_map, tmp_path / "out",
+                               quiet=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_folder_refused(tiny_export, tmp_path):
+    from modeling.exporting import export_model
+    before = sorted(p.name for p in tiny_export.iterdir())
+    with pytest.raises(UserError, match="already exists; pass --overwrite"):
+        export_model(None, None, None, tiny_export)
+    assert sorted(p.name for p in tiny_export.iterdir()) == before
+    # The CLI refuses before building anything: exit 2, "error: ..." on stderr.
+    (tmp_path / "cfg.yaml").write_text("data: x\nrun_dir: y\n")
+    r = subprocess.run([sys.executable, str(ROOT / "export.py"), "--config",
+                        str(tmp_path / "cfg.yaml"), "--out", str(tiny_export)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: export folder") and "--overwrite" in r.stderr

@@ -1,0 +1,125 @@
+"""Training with tiny real runs (preset tiny_r18_fpn, 128 px): checkpoints, TensorBoard,
+evaluation, resume, restore, multi-device, non-finite loss."""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _events(folder: Path) -> dict:
+    """{tag: [(step, value or image count)]} from the TensorBoard event files in folder."""
+    import tensorflow as tf
+    out: dict = {}
+    for f in sorted(folder.glob("events.out.tfevents.*")):
+        for ev in tf.compat.v1.train.summary_iterator(str(f)):
+            for v in ev.summary.value:
+                t = tf.make_ndarray(v.tensor)
+                out.setdefault(v.tag, []).append((ev.step, t))
+    return out
+
+
+def test_tiny_run_writes_checkpoint_summaries_and_pipeline(tiny_run):
+    d = tiny_run.run_dir
+    assert (d / "ckpt-2.index").is_file() and (d / "checkpoint").is_file()
+    for name in ("pipeline.yaml", "pipeline.config", "config.yaml", "label_map.pbtxt"):
+        assert (d / name).is_file()
+    train = _events(d / "train")
+    assert [s for s, _ in train["loss/total_loss"]] == [1, 2]  # log_every: 1
+    assert all(math.isfinite(float(v)) for _, v in train["loss/mask_loss"])
+    assert float(train["learning_rate"][0][1]) > 0
+    ev = _events(d / "eval")
+    for tag in ("coco/AP", "coco/mask_AP", "coco/mask_AP50"):
+        step, value = ev[tag][0]
+        assert step == 2 and 0.0 <= float(value) <= 1.0
+    (step, img), = ev["val_predictions"]  # encoded PNGs: [width, height, png...]
+    assert step == 2 and img.shape[0] == 3 and int(img[0]) == 128
+
+
+def test_finished_run_says_so_without_building(tiny_run, capsys):
+    import train as train_cli
+    from modeling.training import train
+    s = train(tiny_run)
+    assert s.already_finished and s.end_step == 2
+    assert train_cli.main(["--config", str(tiny_run.config_path)]) == 0
+    assert "run already finished at step 2" in capsys.readouterr().out
+
+
+def test_restore_into_a_fresh_model(tiny_run, tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    from modeling.model import build_model, restore
+    model = build_model(tiny_run)
+    prefix = restore(model, tiny_run.run_dir)
+    assert prefix.endswith("ckpt-2")
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+    # Each of the heads' last variables equals a checkpoint tensor of its shape (a freshly
+    # initialized kernel would not).
+    for v in model.trainable_variables[-4:]:
+        same = [k for k, s in shapes.items() if s == v.shape.as_list()
+                and k.endswith("VARIABLE_VALUE") and "OPTIMIZER_SLOT" not in k]
+        assert any(np.array_equal(v.numpy(), reader.get_tensor(k)) for k in same), v.name
+    with pytest.raises(UserError, match="no checkpoint yet"):
+        restore(model, tmp_path)
+
+
+def test_changed_model_in_same_run_dir_is_refused(tiny_run):
+    from modeling.config import load_run
+    from modeling.training import train
+    run = load_run(tiny_run.config_path, {"model.image_size": 192, "train.steps": 5})
+    with pytest.raises(UserError, match="model.image_size changed"):
+        train(run)
+
+
+def test_non_finite_loss_message():
+    from modeling.training import NonFiniteLoss, check_finite
+    check_finite(3, {"total_loss": 1.0, "mask_loss": 0.5})
+    with pytest.raises(NonFiniteLoss) as e:
+        check_finite(7, {"total_loss": float("nan"), "mask_loss": float("inf"),
+                         "rpn_box_loss": 0.25})
+    msg = str(e.value)
+    assert "step 7" in msg and "total_loss=nan" in msg and "mask_loss=inf" in msg
+    assert "rpn_box_loss=0.25" in msg and "learning_rate" in msg
+
+
+TWO_CPUS = """
+import sys, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+import train
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_resume_on_two_logical_cpus_with_mirrored_strategy(tiny_run, tmp_path):
+    """Resume tiny_run (2 steps, one device) for one more step with MirroredStrategy over
+    two logical CPU devices, through the CLI."""
+    from modeling.training import checkpoint_step, latest_checkpoint
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run.run_dir, run_dir)
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-c", TWO_CPUS, "--config", str(tiny_run.config_path),
+         "--set", f"run_dir={run_dir}", "--set", "train.steps=3",
+         "--set", "runtime.strategy=mirrored", "--no-eval"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "resuming from" in out and "(step 2)" in out
+    assert "on 2 devices (MirroredStrategy" in out
+    assert "trained steps 2→3 (1 steps)" in out
+    assert checkpoint_step(latest_checkpoint(run_dir)) == 3
