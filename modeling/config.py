@@ -481,9 +481,9 @@ def build_experiment(run: Run):
         "input_size": [size, size, 3],
         "min_level": MIN_LEVEL, "max_level": MAX_LEVEL,
     })
-    # TensorFlow's PNG decoder expands our 1-bit masks (values 0/1) to 0/255, and Model
-    # Garden's decoder casts them to float as is: without a threshold the mask targets are
-    # 255 and the mask loss goes negative (seen here). The threshold makes them 0/1.
+    # Model Garden's decoder casts mask pixels to float as is. Ours are 0/1, but records from
+    # other tools often hold 0/255 masks: without a threshold those targets are 255 and the
+    # mask loss goes negative (seen here). The threshold makes any of them 0/1.
     data_common = {"dtype": "float32", "file_type": "tfrecord",
                    "decoder": {"type": "simple_decoder",
                                "simple_decoder": {"mask_binarize_threshold": 0.5}}}
