@@ -7,15 +7,17 @@ so the temporary lives in the destination's own folder.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
 
 from core.errors import UserError
 
 TMP_MARK = ".tmp-"
+BACKUP_MARK = ".bak-"
 
 
 def refuse_existing(path: str | os.PathLike, overwrite: bool, what: str = "output") -> None:
@@ -60,9 +62,26 @@ def temp_path_for(path: str | os.PathLike) -> Path:
 
 
 def commit(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Rename a finished temporary file or folder onto ``path`` (replacing a file)."""
+    """Rename a finished temporary file or folder onto ``path`` (replacing a file or folder).
+
+    A folder cannot be replaced in one atomic rename, so an existing one is first renamed
+    to a backup sibling (``.NAME.bak-*``), then ``tmp`` is renamed to ``path``, then the
+    backup is deleted. A kill between those steps leaves the old folder under the backup
+    name, never neither: :func:`remove_stale_temporaries` (run by :func:`atomic_dir`) puts
+    it back when ``path`` is missing and deletes it otherwise.
+    """
+    path = Path(path)
     if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
+        backup = tempfile.mkdtemp(prefix=f".{path.name}{BACKUP_MARK}", dir=path.parent)
+        os.rename(path, os.path.join(backup, "old"))
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.rename(os.path.join(backup, "old"), path)
+            discard(backup)
+            raise
+        discard(backup)
+        return
     os.replace(tmp, path)
 
 
@@ -75,15 +94,51 @@ def discard(tmp: str | os.PathLike) -> None:
             os.unlink(tmp)
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder next to ``path``; on success move it onto ``path``.
+def check_replaceable(path: str | os.PathLike, overwrite: bool,
+                      owned: Callable[[str], bool] | None = None, what: str = "output") -> None:
+    """Refuse to replace an existing output folder that must not be replaced.
 
-    An existing ``path`` is refused unless ``overwrite``; on failure the temporary folder is
-    removed and an existing ``path`` stays as it was.
+    Missing or empty: fine. A file where a folder belongs: refused. Not empty: refused
+    unless ``overwrite``; with ``overwrite`` and an ``owned`` predicate, still refused when
+    an entry's name is not ``owned`` (a file this tool did not write): the whole folder is
+    replaced, and a user's other files in it must not vanish.
+
+    Runs :func:`remove_stale_temporaries` first, so that a folder a killed run left under
+    its backup name is back in place (and checked) before anything is decided.
     """
     path = Path(path)
-    refuse_existing(path, overwrite)
+    remove_stale_temporaries(path)
+    if not os.path.lexists(path):
+        return
+    if not path.is_dir() or path.is_symlink():
+        raise UserError(f"{what} {str(path)!r} exists and is not a folder; choose a folder "
+                        f"path")
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries:
+        return
+    if not overwrite:
+        raise UserError(f"{what} folder {str(path)!r} already exists and is not empty; pass "
+                        f"--overwrite to replace it or choose another folder")
+    foreign = [n for n in entries if owned is not None and not owned(n)]
+    if foreign:
+        raise UserError(f"{what} folder {str(path)!r} holds files this tool did not write "
+                        f"({', '.join(foreign[:5])}); --overwrite replaces the whole folder, "
+                        f"so move them away or choose another folder")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False,
+               owned: Callable[[str], bool] | None = None) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on success move it onto ``path``.
+
+    An existing ``path`` is checked first (:func:`check_replaceable`: refused when not empty
+    unless ``overwrite``; with ``owned``, also when it holds entries whose names ``owned``
+    rejects). Temporaries and backups of ``path`` left by a killed run are cleaned up
+    first. On failure the temporary folder is removed and an existing ``path`` stays as it
+    was.
+    """
+    path = Path(path)
+    check_replaceable(path, overwrite, owned)  # also cleans up after a killed run
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent))
     try:
@@ -94,17 +149,26 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
         raise
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> int:
-    """Delete temporaries left by a process that was killed with SIGKILL (no cleanup ran).
+def remove_stale_temporaries(path: str | os.PathLike) -> int:
+    """Clean up after a run writing ``path`` that was killed with SIGKILL (no cleanup ran):
+    delete its temporaries (``.NAME.tmp-*``) and its replace backups (``.NAME.bak-*``),
+    except that a backup is renamed back to ``path`` when ``path`` is missing (the kill came
+    between moving the old folder away and moving the new one in).
 
-    Returns how many were removed.
+    Only ``path``'s own siblings are touched, never another output's temporaries. Returns
+    how many entries were removed or restored.
     """
-    n = 0
-    folder = Path(folder)
-    if not folder.is_dir():
+    path = Path(path)
+    if not path.parent.is_dir():
         return 0
-    for p in folder.iterdir():
-        if p.name.startswith(".") and TMP_MARK in p.name:
-            discard(p)
-            n += 1
+    n = 0
+    for b in sorted(path.parent.glob(f".{glob.escape(path.name)}{BACKUP_MARK}*")):
+        old = b / "old"
+        if not os.path.lexists(path) and os.path.lexists(old):
+            os.rename(old, path)
+        discard(b)
+        n += 1
+    for p in path.parent.glob(f".{glob.escape(path.name)}{TMP_MARK}*"):
+        discard(p)
+        n += 1
     return n

@@ -88,6 +88,39 @@ def write_label_map(path: str | os.PathLike, label_map: LabelMap) -> None:
 _TOKEN = re.compile(r"""\s*(?:(\#[^\n]*)|([{}:])|("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')|([^\s{}:"'#]+))""")
 
 
+_ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|u([0-9a-fA-F]{4})"
+                     rb"|U([0-9a-fA-F]{8})|(.))", re.S)
+_SIMPLE_ESCAPES = {b"n": b"\n", b"t": b"\t", b"r": b"\r", b"a": b"\a", b"b": b"\b",
+                   b"f": b"\f", b"v": b"\v"}
+
+
+def _unescape(body: str, path: str) -> str:
+    """Undo protobuf text-format escapes in a quoted string's body, keeping every other
+    character as it is.
+
+    Works on the UTF-8 bytes because protobuf writes non-ASCII text either literally or as
+    octal/hex escapes of its UTF-8 bytes ('\\303\\244' is 'ä'); ``unicode_escape`` would
+    instead read each UTF-8 byte of a literal 'ä' as a Latin-1 character ('Ã¤').
+    """
+    def one(m: re.Match) -> bytes:
+        octal, hexa, u4, u8, other = m.groups()
+        if octal or hexa:
+            return bytes([int(octal, 8) & 0xFF if octal else int(hexa, 16)])
+        if u4 or u8:
+            cp = int(u4 or u8, 16)
+            if cp > 0x10FFFF:
+                raise UserError(f"{path}: escape U+{cp:X} in {body!r} is not a Unicode "
+                                f"character; write the name as plain UTF-8")
+            return chr(cp).encode("utf-8", "surrogatepass")
+        return _SIMPLE_ESCAPES.get(other, other)  # \\ \' \" \? and unknown: the char
+    raw = _ESCAPE.sub(one, body.encode("utf-8"))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: the name {body!r} has escapes that are not UTF-8 text; "
+                        f"write the name as plain UTF-8") from None
+
+
 def _tokens(text: str, path: str):
     pos = 0
     while pos < len(text):
@@ -103,7 +136,7 @@ def _tokens(text: str, path: str):
         if punct:
             yield punct
         elif string:
-            yield ("str", bytes(string[1:-1], "utf-8").decode("unicode_escape"))
+            yield ("str", _unescape(string[1:-1], path))
         elif word:
             yield word
 

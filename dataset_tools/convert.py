@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from core.atomic import TMP_MARK, atomic_dir, discard
+from core.atomic import atomic_dir, check_replaceable
 from core.errors import UserError
 from core.label_map import LabelMap, read_label_map
 from dataset_tools import readers
@@ -78,36 +78,10 @@ class ConvertSummary:
 
 # ----------------------------------------------------------------------------- output folder
 def _is_ours(name: str) -> bool:
+    """Names the converter writes into OUT: with --overwrite, a folder holding anything else
+    is refused (core.atomic.check_replaceable), because the whole folder is replaced (that
+    is what removes stale shards of an earlier run with another shard count)."""
     return bool(SHARD_RE.match(name)) or name in OUTPUT_FILES
-
-
-def check_output_folder(out: Path, overwrite: bool) -> None:
-    """Refuse an existing, non-empty OUT unless ``overwrite``; with ``overwrite``, still
-    refuse a folder holding files the converter did not write, because the whole folder is
-    replaced (that is what removes stale shards of an earlier run with another shard count).
-    """
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise UserError(f"output {str(out)!r} exists and is not a folder; choose a folder path")
-    entries = [p.name for p in out.iterdir()]
-    if not entries:
-        return
-    if not overwrite:
-        raise UserError(f"output folder {str(out)!r} already exists and is not empty; pass "
-                        f"--overwrite to replace it or choose another folder")
-    foreign = sorted(n for n in entries if not _is_ours(n))
-    if foreign:
-        raise UserError(f"output folder {str(out)!r} holds files the converter did not write "
-                        f"({', '.join(foreign[:5])}); --overwrite replaces the whole folder, "
-                        f"so move them away or choose another folder")
-
-
-def _remove_stale_temporaries(out: Path) -> None:
-    """Temporary folders of a conversion killed with SIGKILL (no cleanup could run)."""
-    if out.parent.is_dir():
-        for p in out.parent.glob(f".{out.name}{TMP_MARK}*"):
-            discard(p)
 
 
 # ----------------------------------------------------------------------------- workers
@@ -273,14 +247,11 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
         raise UserError(f"--num-shards {num_shards} must be at least 1")
     if workers is not None and workers < 1:
         raise UserError(f"--workers {workers} must be at least 1")
-    check_output_folder(out, overwrite)
-    _remove_stale_temporaries(out)
+    check_replaceable(out, overwrite, owned=_is_ours)  # before the (slow) reading
 
     options = ReaderOptions(images_dir=Path(images) if images else None,
                             via_attribute=via_attribute, default_label=default_label,
                             box_as_polygon=box_as_polygon, voc_image_set=voc_image_set)
-    if images is not None and not Path(images).is_dir():
-        raise UserError(f"--images {str(images)!r} is not a folder")
     records = _read(fmt, src, options, "annotation source")
     if val is not None:
         train_recs, val_recs = records, _read(fmt, val, options, "validation source (--val)")
@@ -318,7 +289,7 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
     digests: dict[str, str] = {}
     from tqdm import tqdm
 
-    with atomic_dir(out, overwrite=True) as tmp:
+    with atomic_dir(out, overwrite, owned=_is_ours) as tmp:
         # mkdtemp makes the folder private (0700); the dataset gets the usual permissions.
         umask = os.umask(0)
         os.umask(umask)

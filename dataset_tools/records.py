@@ -12,6 +12,7 @@ API's decoder read):
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -43,12 +44,19 @@ class Instance:
 @dataclass
 class Refusal:
     """Something a reader could not turn into an Instance (a LabelMe point, a VIA polyline
-    with too few points...): reported, never dropped silently."""
+    with too few points...): reported, never dropped silently.
+
+    severity: "refused" (default) for an object that is not written; it counts as a refused
+      instance, so an image all of whose objects were refused is refused. "warning" or
+      "fixed" for a finding that is not an object (a CVAT image-level <tag>, a declared size
+      the reader corrected): reported with that severity, never counted as an instance.
+    """
 
     file: str
     item: str
     value: str
     reason: str
+    severity: str = "refused"
 
 
 @dataclass
@@ -75,6 +83,15 @@ class ImageRecord:
     instances: list[Instance] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
     error: Refusal | None = None  # the whole image is refused (e.g. not found, escapes root)
+
+
+def short(value, limit: int = 80) -> str:
+    """``value`` as text for a report (Refusal / Finding ``value``), at most ``limit``
+    characters: strings as they are, None as "", anything else as JSON."""
+    if value is None:
+        return ""
+    s = value if isinstance(value, str) else json.dumps(value, default=str)
+    return s if len(s) <= limit else s[:limit - 3] + "..."
 
 
 def _bytes_feature(values: Sequence[bytes]):

@@ -615,6 +615,11 @@ def _check_args(num_images, image_size):
                         f"per side (parts are sized for about 256)")
 
 
+def _is_ours(name: str) -> bool:
+    """Top-level names a synth output holds (``atomic_dir``'s --overwrite guard)."""
+    return name in ("images", "annotations.json")
+
+
 def generate(out_dir, num_images: int, seed: int = 0, image_size: tuple[int, int] = (256, 256),
              overwrite: bool = False, quality: int = 92) -> Path:
     """Write a synthetic parts dataset to ``out_dir``.
@@ -629,7 +634,9 @@ def generate(out_dir, num_images: int, seed: int = 0, image_size: tuple[int, int
     Deterministic: the same (num_images, seed, image_size, quality) gives byte-identical
     files with the same numpy / Pillow / libjpeg; image i depends only on (seed, i). Atomic: everything is written into a
     temporary sibling folder, the JSON last, which is renamed onto ``out_dir`` at the end;
-    an existing ``out_dir`` is refused unless ``overwrite``. Streamed: images and
+    an existing ``out_dir`` is refused unless ``overwrite``, and even with ``overwrite``
+    when it holds anything but ``images/`` and ``annotations.json`` (the whole folder is
+    replaced; a user's other files must not vanish). Streamed: images and
     annotation entries go to disk as they are made, so memory stays flat in
     ``num_images``. Returns ``out_dir`` as a Path.
     """
@@ -641,7 +648,7 @@ def generate(out_dir, num_images: int, seed: int = 0, image_size: tuple[int, int
     per_class = dict.fromkeys(CLASSES, 0)
     n_ann = 0
     t0 = time.perf_counter()
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, owned=_is_ours) as tmp:
         img_dir = tmp / "images"
         img_dir.mkdir()
         # COCO's "images" and "annotations" lists, one JSON entry per line, spliced into

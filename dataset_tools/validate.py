@@ -32,13 +32,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from pycocotools import mask as mask_utils
 
+from core.images import SIXTEEN_BIT_MODES, has_alpha, to_rgb
 from core.masks import encode_mask_png, mask_to_rle, polygons_to_rle, rle_to_mask
 from dataset_tools.coco_gt import annotation_from_rle
-from dataset_tools.records import ImageRecord, Instance, encode_example
+from dataset_tools.records import ImageRecord, Instance, encode_example, short
 
 FIXED, REFUSED, WARNING = "fixed", "refused", "warning"
 _EXIF_ORIENTATION = 0x0112
@@ -104,11 +105,6 @@ class _Refuse(Exception):
         self.value, self.reason = value, reason
 
 
-def _short(v, limit: int = 80) -> str:
-    s = v if isinstance(v, str) else json.dumps(v, default=str)
-    return s if len(s) <= limit else s[:limit - 3] + "..."
-
-
 # ----------------------------------------------------------------------------- image
 def _read_bytes(rec: ImageRecord) -> tuple[bytes, str]:
     """The image file's bytes and a name for messages."""
@@ -137,9 +133,11 @@ def load_image(rec: ImageRecord) -> tuple[bytes, str, int, int, str, list[tuple[
     """Read, check and (only if needed) re-encode one image.
 
     Returns (encoded bytes, "jpeg" | "png", width, height, blake2b hex digest of the file
-    bytes, fixes as (value, reason) pairs). JPEG and PNG files that are RGB with no EXIF
-    rotation pass through byte for byte; anything else is decoded, EXIF-transposed,
-    converted to RGB and re-encoded (JPEG sources as JPEG q95, others as PNG).
+    bytes, fixes as (value, reason) pairs). JPEG, MPO (the multi-picture JPEG phones write;
+    TensorFlow's JPEG decoder reads its first picture, as PIL does) and PNG files that are
+    RGB with no EXIF rotation pass through byte for byte. Anything else is decoded and turned
+    into RGB by :func:`core.images.to_rgb` (the same rule inference uses) and re-encoded
+    (JPEG sources as JPEG q95, others as PNG), each change reported as a fix.
     Raises _Refuse for a missing, unreadable, non-image or truncated file.
     """
     data, where = _read_bytes(rec)
@@ -157,9 +155,10 @@ def load_image(rec: ImageRecord) -> tuple[bytes, str, int, int, str, list[tuple[
             orientation = 1
             if fmt in ("JPEG", "PNG", "TIFF", "WEBP", "MPO"):
                 orientation = im.getexif().get(_EXIF_ORIENTATION, 1) or 1
-            passthrough = fmt in ("JPEG", "PNG") and im.mode == "RGB" and orientation == 1
+            passthrough = (fmt in ("JPEG", "MPO", "PNG") and im.mode == "RGB"
+                           and orientation == 1 and not has_alpha(im))
             if passthrough:
-                if fmt == "JPEG":
+                if fmt in ("JPEG", "MPO"):
                     # Decoding at 1/8 scale still reads every entropy-coded byte, so a
                     # truncated or corrupt file fails here, at a fraction of the cost.
                     size = im.size
@@ -169,30 +168,28 @@ def load_image(rec: ImageRecord) -> tuple[bytes, str, int, int, str, list[tuple[
                 else:
                     im.load()
                     w, h = im.size
-                return data, fmt.lower(), w, h, digest, fixes
+                return data, "png" if fmt == "PNG" else "jpeg", w, h, digest, fixes
             im.load()
-            mode = im.mode
+            mode, alpha = im.mode, has_alpha(im)
+            rgb = to_rgb(im)
             if orientation != 1:
-                im = ImageOps.exif_transpose(im)
                 fixes.append((f"EXIF orientation {orientation}",
                               "EXIF orientation applied to the pixels (re-encoded)"))
-            if im.mode != "RGB":
-                rgb = im.convert("RGB") if mode not in ("I;16", "I;16B", "I") else \
-                    Image.fromarray((np.asarray(im, np.float64) / 256).clip(0, 255)
-                                    .astype(np.uint8)).convert("RGB")
+            if mode != "RGB" or alpha:
+                how = ("high byte kept (value / 256)" if mode in SIXTEEN_BIT_MODES
+                       else "alpha composited over black" if alpha else "")
                 fixes.append((f"mode {mode}", f"converted {mode} to RGB (re-encoded)"
-                               + ("; alpha dropped" if "A" in mode else "")))
-                im = rgb
+                              + (f"; {how}" if how else "")))
             out = io.BytesIO()
             if fmt in ("JPEG", "MPO"):
-                im.save(out, "JPEG", quality=JPEG_QUALITY)
+                rgb.save(out, "JPEG", quality=JPEG_QUALITY)
                 out_fmt = "jpeg"
             else:
                 if fmt != "PNG":
                     fixes.append((f"format {fmt}", f"{fmt} re-encoded as PNG"))
-                im.save(out, "PNG", compress_level=3)
+                rgb.save(out, "PNG", compress_level=3)
                 out_fmt = "png"
-            return out.getvalue(), out_fmt, im.size[0], im.size[1], digest, fixes
+            return out.getvalue(), out_fmt, rgb.size[0], rgb.size[1], digest, fixes
     except _Refuse:
         raise
     except Exception as e:  # truncated data, broken chunks...
@@ -200,29 +197,54 @@ def load_image(rec: ImageRecord) -> tuple[bytes, str, int, int, str, list[tuple[
 
 
 # ----------------------------------------------------------------------------- instances
-def _polygon_rle(inst: Instance, h: int, w: int) -> tuple[dict, int]:
+def _polygon_rle(inst: Instance, h: int, w: int, report) -> tuple[dict, int]:
     """RLE of the union of the instance's polygons after clipping, and how many vertices
-    were clipped."""
+    were clipped.
+
+    A degenerate part of a multi-part instance (fewer than 3 points, or zero area inside
+    the image) is dropped with a "fixed" finding sent to ``report(severity, value,
+    reason)``: the other parts still outline the object. The instance is refused only when
+    no part is left (or a part is malformed: odd or non-numeric coordinates).
+    """
+    polys = inst.polygons or []
+    multi = len(polys) > 1
     parts, clipped = [], 0
-    for k, poly in enumerate(inst.polygons or []):
-        name = f"part {k}" if len(inst.polygons) > 1 else "polygon"
+    for k, poly in enumerate(polys):
+        name = f"part {k}" if multi else "polygon"
         try:
             arr = np.asarray(poly, np.float64).reshape(-1)
         except (TypeError, ValueError):
-            raise _Refuse(_short(poly), f"{name} has non-numeric coordinates") from None
+            raise _Refuse(short(poly), f"{name} has non-numeric coordinates") from None
         if arr.size % 2:
-            raise _Refuse(_short(poly), f"{name} has an odd number of coordinates "
+            raise _Refuse(short(poly), f"{name} has an odd number of coordinates "
                           f"({arr.size}); expected x, y pairs")
         if not np.all(np.isfinite(arr)):
-            raise _Refuse(_short(poly), f"{name} has non-finite coordinates")
+            raise _Refuse(short(poly), f"{name} has non-finite coordinates")
         if arr.size < 6:
-            raise _Refuse(_short(poly), f"{name} has {arr.size // 2} point(s); a polygon "
-                          f"needs at least 3")
+            if not multi:
+                raise _Refuse(short(poly), f"{name} has {arr.size // 2} point(s); a polygon "
+                              f"needs at least 3")
+            report(FIXED, short(poly), f"{name} of {len(polys)} has {arr.size // 2} point(s) "
+                   f"(a polygon needs at least 3); dropped that part, kept the others")
+            continue
         xy = arr.reshape(-1, 2)
         c = np.stack([xy[:, 0].clip(0, w), xy[:, 1].clip(0, h)], axis=1)
+        part = c.reshape(-1).tolist()
+        if multi and _rle_area(polygons_to_rle([part], h, w)) == 0:
+            report(FIXED, short(poly), f"{name} of {len(polys)} has zero area inside the "
+                   f"{w}x{h} image; dropped that part, kept the others")
+            continue
         clipped += int(np.count_nonzero(np.any(c != xy, axis=1)))
-        parts.append(c.reshape(-1).tolist())
+        parts.append(part)
+    if not parts and multi:
+        raise _Refuse(short(polys), f"none of the {len(polys)} parts is a polygon with area "
+                      f"inside the {w}x{h} image")
     return polygons_to_rle(parts, h, w), clipped
+
+
+def _rle_area(rle: dict) -> int:
+    """Pixel count of a compressed RLE with str counts."""
+    return int(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode()}))
 
 
 def instance_mask(inst: Instance, h: int, w: int, report) -> tuple[np.ndarray, dict]:
@@ -233,9 +255,9 @@ def instance_mask(inst: Instance, h: int, w: int, report) -> tuple[np.ndarray, d
     ``report(severity, value, reason)`` receives fixes (clipped vertices).
     """
     if inst.polygons:
-        rle, clipped = _polygon_rle(inst, h, w)
-        if mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode()}) == 0:
-            raise _Refuse(_short(inst.polygons), "polygon has zero area after clipping to "
+        rle, clipped = _polygon_rle(inst, h, w, report)
+        if _rle_area(rle) == 0:
+            raise _Refuse(short(inst.polygons), "polygon has zero area after clipping to "
                           f"the {w}x{h} image")
         if clipped:
             report(FIXED, f"{clipped} vertices", f"{clipped} polygon vertices outside the "
@@ -249,12 +271,12 @@ def instance_mask(inst: Instance, h: int, w: int, report) -> tuple[np.ndarray, d
         try:
             mask = rle_to_mask(inst.rle, h, w)
         except Exception as e:
-            raise _Refuse(_short(inst.rle), f"cannot decode the RLE mask: {e}") from None
+            raise _Refuse(short(inst.rle), f"cannot decode the RLE mask: {e}") from None
         if not mask.any():
             raise _Refuse(f"RLE size {size}", "RLE mask is empty (zero area)")
         return mask, mask_to_rle(mask)  # canonical compressed RLE of exactly this mask
     if inst.bbox is not None:
-        raise _Refuse(_short(list(inst.bbox)), "box-only annotation (no polygon or mask); "
+        raise _Refuse(short(list(inst.bbox)), "box-only annotation (no polygon or mask); "
                       "pass --box-as-polygon to use the box as a rectangle mask")
     raise _Refuse("none", "instance has no polygon, mask or box")
 
@@ -272,9 +294,9 @@ def process_record(rec: ImageRecord, image_id: int, opts: ValidateOptions) -> Im
         res.findings.append(Finding(severity, file or rec.annotation_file, item, value,
                                     reason, opts.split))
 
-    for r in rec.refusals:  # what the reader could not use
-        res.findings.append(Finding(REFUSED, r.file, r.item, r.value, r.reason, opts.split))
-        res.instances_refused += 1
+    for r in rec.refusals:  # what the reader could not use, or corrected
+        res.findings.append(Finding(r.severity, r.file, r.item, r.value, r.reason, opts.split))
+        res.instances_refused += r.severity == REFUSED
     if rec.error is not None:
         e = rec.error
         res.findings.append(Finding(REFUSED, e.file, e.item, e.value, e.reason, opts.split))

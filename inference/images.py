@@ -4,22 +4,25 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from core.errors import UserError
+from core.images import to_rgb
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 [H, W, 3] RGB, rotated as its EXIF orientation says
     (phones store portrait photos sideways plus a tag; annotation tools show them upright).
+    Decoded by :func:`core.images.to_rgb`, the rule ``dataset_tools convert`` uses for
+    training records (16-bit keeps the high byte, alpha over black), so a file gives the
+    model the same pixels in training and inference.
 
     Raises UserError naming the file when it is missing or cannot be decoded.
     """
     path = os.fspath(path)
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            return np.asarray(to_rgb(im), dtype=np.uint8)
     except FileNotFoundError:
         raise UserError(f"image {path!r} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:

@@ -318,7 +318,7 @@ def test_val_source_label_map_ids_and_overwrite(tmp_path):
         "label_map.pbtxt", "report.json", "train-00000-of-00001.tfrecord",
         "train_annotations.json"]
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(UserError, match="holds files the converter did not write"):
+    with pytest.raises(UserError, match="holds files this tool did not write"):
         convert("coco", train, out, overwrite=True, progress=False, verbose=False)
     with pytest.raises(UserError, match="--val and --val-fraction both given"):
         convert("coco", train, tmp_path / "x", val=val, val_fraction=0.2)
@@ -383,3 +383,75 @@ def test_sigint_mid_run_leaves_nothing(tmp_path):
     assert "interrupted" in err and "Traceback" not in err
     assert not out.exists()
     assert not _no_temporaries(tmp_path)
+
+
+def test_image_modes_mpo_16bit_and_multipart_polygons(tmp_path):
+    """MPO passes through byte for byte; a 16-bit PNG gives the record the same pixels as
+    inference's load_image; a degenerate part of a multi-part polygon is dropped (fixed),
+    the instance kept; an instance with no usable part is refused."""
+    from dataset_tools.records import decode_example
+    from inference.images import load_image
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    frames = [Image.fromarray(np.random.default_rng(k).integers(0, 256, (48, 64, 3), np.uint8))
+              for k in range(2)]
+    frames[0].save(ds / "phone.jpg", "MPO", save_all=True, append_images=frames[1:])
+    assert Image.open(ds / "phone.jpg").format == "MPO"
+    deep = (np.arange(48 * 64, dtype=np.uint32).reshape(48, 64) * 21 % 65536).astype(np.uint16)
+    Image.fromarray(deep).save(ds / "deep.png")
+    _image(ds / "multi.jpg", 64, 48, 5)
+    images = [{"id": i, "file_name": n, "width": 64, "height": 48}
+              for i, n in enumerate(["phone.jpg", "deep.png", "multi.jpg"], start=1)]
+    anns = [{"image_id": 1, "category_id": 10, "segmentation": [_square(4, 4, 10)]},
+            {"image_id": 2, "category_id": 10, "segmentation": [_square(4, 4, 10)]},
+            {"image_id": 3, "category_id": 10,  # part 1: 2 points; part 2: outside the image
+             "segmentation": [_square(4, 4, 10), [1, 1, 5, 5], _square(90, 90, 5)]},
+            {"image_id": 3, "category_id": 20, "segmentation": [[1, 1, 5, 5], [2, 2, 6, 6]]}]
+    src = _coco(ds / "annotations.json", images, anns)
+    out = tmp_path / "out"
+    summary = convert("coco", src, out, val_fraction=0, progress=False, verbose=False)
+    report = json.loads((out / "report.json").read_text())
+    assert summary.train_images == 3 and summary.instances_refused == 1
+    import tensorflow as tf
+    raw = {}
+    for r in _records(out, "train"):
+        f = tf.train.Example.FromString(r).features.feature
+        raw[f["image/filename"].bytes_list.value[0].decode()] = f
+    assert raw["phone.jpg"]["image/encoded"].bytes_list.value[0] == \
+        (ds / "phone.jpg").read_bytes()
+    assert raw["phone.jpg"]["image/format"].bytes_list.value[0] == b"jpeg"
+    assert not [f for f in report["findings"] if f["item"] == "phone.jpg"]
+    recs = {d.file_name: d for d in map(decode_example, _records(out, "train"))}
+    np.testing.assert_array_equal(recs["deep.png"].image, load_image(ds / "deep.png"))
+    assert recs["deep.png"].image[..., 0].max() > 200  # scaled, not clipped to white
+    assert len(recs["multi.jpg"].class_ids) == 1
+    gt = json.loads((out / "train_annotations.json").read_text())
+    multi = [a for a in gt["annotations"] if a["image_id"] == 3]
+    assert [a["area"] for a in multi] == [100]
+    fixed = [f["reason"] for f in report["findings"] if f["severity"] == "fixed"]
+    assert any("part 1 of 3 has 2 point(s)" in r and "dropped" in r for r in fixed), fixed
+    assert any("part 2 of 3 has zero area" in r for r in fixed), fixed
+    refused = [f["reason"] for f in report["findings"] if f["severity"] == "refused"]
+    assert any("none of the 2 parts" in r for r in refused), refused
+
+
+def test_cvat_tags_are_warnings_not_refused_instances(tmp_path):
+    """An image with only a <tag> is a negative example, even with --strict."""
+    for seed, n in enumerate(("a.jpg", "b.jpg")):
+        _image(tmp_path / "images" / n, 32, 32, seed)
+    (tmp_path / "annotations.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?>\n<annotations><version>1.1</version>\n'
+        '<image id="0" name="a.jpg" width="32" height="32"><tag label="day"/></image>\n'
+        '<image id="1" name="b.jpg" width="32" height="32">'
+        '<polygon label="bolt" points="2,2;20,2;20,20"/><tag label="day"/></image>\n'
+        '</annotations>\n')
+    out = tmp_path / "out"
+    summary = convert("cvat", tmp_path / "annotations.xml", out, val_fraction=0, strict=True,
+                      progress=False, verbose=False)
+    assert summary.train_images == 2 and summary.images_refused == 0
+    assert summary.instances_refused == 0 and summary.instances == 1
+    report = json.loads((out / "report.json").read_text())
+    tags = [f for f in report["findings"] if "tag labels the whole image" in f["reason"]]
+    assert len(tags) == 2 and {f["severity"] for f in tags} == {"warning"}
+    assert any(f["item"] == "a.jpg" and "negative example" in f["reason"]
+               for f in report["findings"])

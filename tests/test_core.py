@@ -4,7 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from core.atomic import atomic_dir, atomic_write, refuse_existing
+from core.atomic import (BACKUP_MARK, TMP_MARK, atomic_dir, atomic_write, refuse_existing,
+                         remove_stale_temporaries)
 from core.detections import Detections
 from core.draw import draw_instances
 from core.errors import UserError
@@ -23,6 +24,15 @@ def test_label_map_roundtrip_and_od_api_variants(tmp_path):
     parsed = parse_label_map(text)
     assert parsed.names_by_id == {2: "b", 7: "a"}
     assert parsed.num_classes_with_background == 8
+
+
+def test_label_map_keeps_non_ascii_names(tmp_path):
+    lm = LabelMap.from_names(["Schraube_ä", "中文", "back\\slash", 'quo"te'])
+    p = tmp_path / "label_map.pbtxt"
+    write_label_map(p, lm)
+    assert read_label_map(p) == lm
+    # protobuf's own writer escapes UTF-8 bytes as octal; both forms read the same.
+    assert parse_label_map(r"item { id: 1 name: '\303\244\n' }").names == ["ä\n"]
 
 
 def test_label_map_errors_name_the_problem(tmp_path):
@@ -94,6 +104,37 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
     assert not d.exists() and os.listdir(tmp_path) == ["out.bin"]
 
 
+def test_atomic_dir_guards_foreign_files_and_survives_a_kill_mid_replace(tmp_path):
+    d = tmp_path / "data"
+    with atomic_dir(d) as tmp:
+        (tmp / "ours.txt").write_text("1")
+    with pytest.raises(UserError, match="already exists and is not empty"):
+        with atomic_dir(d, owned=lambda n: n == "ours.txt"):
+            pass
+    (d / "mine.txt").write_text("user")
+    with pytest.raises(UserError, match="holds files this tool did not write .mine.txt"):
+        with atomic_dir(d, overwrite=True, owned=lambda n: n == "ours.txt"):
+            pass
+    assert sorted(os.listdir(d)) == ["mine.txt", "ours.txt"]
+    # A kill after the old folder was moved to its backup and before the new one was moved
+    # in: the next run puts the old folder back before it starts.
+    backup = tmp_path / f".data{BACKUP_MARK}x"
+    backup.mkdir()
+    os.rename(d, backup / "old")
+    (tmp_path / f".data{TMP_MARK}y").mkdir()  # the killed run's half-written folder
+    # The next run restores it first, so the guard still sees the user's file.
+    with pytest.raises(UserError, match="holds files this tool did not write .mine.txt"):
+        with atomic_dir(d, overwrite=True, owned=lambda n: n == "ours.txt"):
+            pass
+    assert sorted(os.listdir(tmp_path)) == ["data"]
+    assert sorted(os.listdir(d)) == ["mine.txt", "ours.txt"]
+    assert remove_stale_temporaries(d) == 0
+    # With overwrite and no owner check, the replace goes through and leaves no backup.
+    with atomic_dir(d, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("2")
+    assert os.listdir(d) == ["new.txt"] and sorted(os.listdir(tmp_path)) == ["data"]
+
+
 def test_detections_filter_and_coco():
     masks = np.zeros((2, 10, 10), bool)
     masks[0, 2:5, 3:8] = True
@@ -118,3 +159,16 @@ def test_draw_changes_only_near_instances():
     assert out.shape == img.shape and out.dtype == np.uint8
     assert not np.array_equal(out[35, 50], img[35, 50])  # inside the mask: blended
     assert np.array_equal(out[60, 5], img[60, 5])  # far away: untouched
+
+
+def test_to_rgb_one_rule_for_every_mode():
+    from PIL import Image
+
+    from core.images import to_rgb
+    deep = Image.fromarray(np.array([[0, 255, 256, 65535]], np.uint16))
+    assert np.asarray(to_rgb(deep))[0, :, 0].tolist() == [0, 0, 1, 255]  # high byte
+    rgba = Image.fromarray(np.array([[[200, 100, 50, 0], [200, 100, 50, 255]]], np.uint8))
+    assert np.asarray(to_rgb(rgba)).tolist() == [[[0, 0, 0], [200, 100, 50]]]  # over black
+    f = Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32))
+    assert np.asarray(to_rgb(f))[0, :, 0].tolist() == [0, 128, 255]
+    assert to_rgb(Image.new("CMYK", (2, 2))).mode == "RGB"

@@ -233,7 +233,8 @@ def test_labelme_shapes(tmp_path):
     np.testing.assert_allclose(np.hypot(pts[:, 0] - 15, pts[:, 1] - 10), 4.0)
     full = rle_to_mask(mask.rle, H, W)
     expected = np.zeros((H, W), np.uint8)
-    expected[7 + 1:7 + 3, 10 + 1:10 + 4] = 1  # patch pasted at the rounded corner (10, 7)
+    # Pasted at the truncated corner (10, 6), as labelme's np.asarray(points).astype(int).
+    expected[6 + 1:6 + 3, 10 + 1:10 + 4] = 1
     np.testing.assert_array_equal(full, expected)
     reasons = {r.item: (r.value, r.reason) for r in rec.refusals}
     assert "has no area" in reasons["shapes[4]"][1] and "point" in reasons["shapes[4]"][0]
@@ -507,3 +508,21 @@ def test_real_multiformat_sets():
     grapes = list(read("labelme", d / "grapes"))
     assert len(grapes) == 11 and sum(len(r.instances) for r in grapes) == 39
     assert {i.label for r in grapes for i in r.instances} == {"green_grape", "black_grape"}
+
+
+def test_resolve_image_is_lexical_symlinks_inside_root_are_fine(tmp_path):
+    from dataset_tools.readers import resolve_image
+    store = tmp_path / "store"  # images shared from outside the dataset
+    store.mkdir()
+    (store / "a.jpg").write_bytes(b"x")
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    try:
+        (root / "images" / "a.jpg").symlink_to(store / "a.jpg")
+    except OSError:
+        pytest.skip("this filesystem cannot make symlinks")
+    found, reason = resolve_image("images/a.jpg", [root], root)
+    assert reason == "" and found == root / "images" / "a.jpg"
+    # A "../" escape is still refused, even though the file exists.
+    found, reason = resolve_image("../store/a.jpg", [root], root)
+    assert found is None and "outside the dataset root" in reason

@@ -80,6 +80,10 @@ def test_cvat_every_shape_kind(tmp_path):
     refused = {r.item.split()[3]: r.reason for r in rec.refusals}
     assert set(refused) == {"polyline", "points", "cuboid", "skeleton", "tag"}
     assert "no area" in refused["polyline"] and "whole image" in refused["tag"]
+    # A tag is about the whole image, not a lost object: a warning, not a refused instance.
+    severity = {r.item.split()[3]: r.severity for r in rec.refusals}
+    assert severity == {"polyline": "refused", "points": "refused", "cuboid": "refused",
+                        "skeleton": "refused", "tag": "warning"}
 
 
 def test_cvat_box_as_polygon_and_rotation(tmp_path):
@@ -361,6 +365,19 @@ def test_voc_palette_instances_majority_class_and_void(tmp_path):
     np.testing.assert_array_equal(rle_to_mask(bird.rle), obj == 2)
     assert person.source == "SegmentationObject/img1.png instance 1 (value 1)"
     assert rec.refusals == []
+
+
+def test_voc_declared_size_mismatch_is_a_fix_not_a_refused_instance(tmp_path):
+    root = _voc_root(tmp_path)
+    obj, _ = _voc_pngs()
+    _palette_png(root / "SegmentationObject" / "img1.png", obj)
+    _voc_xml(root / "Annotations" / "img1.xml", [("person", 0, (1, 1, 3, 3))])
+    xml = (root / "Annotations" / "img1.xml")
+    xml.write_text(xml.read_text().replace(f"<width>{W}</width>", f"<width>{W + 5}</width>"))
+    (rec,) = read("voc", root)
+    assert (rec.width, rec.height) == (W, H)  # the masks' size
+    (finding,) = [r for r in rec.refusals if "own size is used" in r.reason]
+    assert finding.severity == "fixed" and finding.value == f"{W}x{H}"
 
 
 def test_voc_rgb_pngs_with_labelmap(tmp_path):

@@ -132,6 +132,11 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path):
     generate(out, 2, seed=0, overwrite=True)
     assert len(list((out / "images").iterdir())) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["s"]  # no temporaries left behind
+    # --overwrite replaces the whole folder: a folder holding the user's files is refused.
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds files this tool did not write.*notes.txt"):
+        generate(out, 1, seed=0, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5])

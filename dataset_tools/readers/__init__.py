@@ -59,7 +59,12 @@ def read(fmt: str, src: str | os.PathLike, options: ReaderOptions | None = None
     if not src.exists():
         raise UserError(f"annotation source {str(src)!r} does not exist; give the {fmt} "
                         f"annotation file or folder")
-    return get_reader(fmt)(src, options or ReaderOptions())
+    options = options or ReaderOptions()
+    # Checked once here for every format: else every image would be "not found".
+    if options.images_dir is not None and not Path(options.images_dir).is_dir():
+        raise UserError(f"--images {str(options.images_dir)!r} is not a folder; give the "
+                        f"folder that holds the images")
+    return get_reader(fmt)(src, options)
 
 
 def _is_file(path: Path) -> bool:
@@ -71,26 +76,38 @@ def _is_file(path: Path) -> bool:
         return False
 
 
+def _lexical(path: Path) -> Path:
+    """Absolute path with ``.``/``..`` collapsed, symlinks not followed."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
 def resolve_image(name: str, search_dirs: list[Path], root: Path) -> tuple[Path | None, str]:
     """Find the image a record names.
 
     Args:
       name: the path as the annotation writes it (relative or absolute, / or \\ separators).
       search_dirs: folders to try in order (e.g. [images_dir] or [ann_dir / "images", ann_dir]).
-      root: the dataset root; a path resolving outside every search dir and root is refused.
+      root: the dataset root; a path outside every search dir and the root is refused.
     Returns:
-      (absolute path, "") when found inside the root, else (None, reason).
+      (absolute, normalized path, "") when found inside the root, else (None, reason).
+
+    "Inside" is decided on the path as written (``..`` collapsed, symlinks not followed):
+    ``../../etc/x.jpg`` escapes and is refused, while an image inside the root that is a
+    symlink into a store elsewhere (a common way to share one image folder) is accepted.
     """
     name = name.replace("\\", "/")
     candidates = [Path(name)] if os.path.isabs(name) else []
     for d in search_dirs:
         candidates.append(d / name)
         candidates.append(d / Path(name).name)  # tools often store a path from another machine
-    roots = [root.resolve(), *(d.resolve() for d in search_dirs)]
+    bases = [root, *search_dirs]
+    # The roots as given and with their own symlinks resolved (an absolute image path may
+    # name either form of the same folder).
+    roots = {_lexical(b) for b in bases} | {b.resolve() for b in bases}
     escaped = None  # an existing file outside the roots: refused only if nothing else matches
     for c in candidates:
         if _is_file(c):
-            r = c.resolve()
+            r = _lexical(c)
             if not any(r == base or base in r.parents for base in roots):
                 escaped = escaped or r
                 continue

@@ -1,4 +1,4 @@
-"""Small helpers shared by the JSON readers (COCO, LabelMe, VIA).
+"""Small helpers shared by the readers (JSON parsing for COCO, LabelMe, VIA; shapes for all).
 
 Coordinates are pixels of the full image: x right, y down, origin at the top-left corner
 of the top-left pixel (COCO's convention, see core/masks.py). Polygons are flat
@@ -34,11 +34,11 @@ def load_json(path: Path, expected: str) -> Any:
         raise UserError(f"{path}: cannot be read ({e.strerror}); expected {expected}") from None
 
 
-def check_images_dir(images_dir) -> None:
-    """--images must be an existing folder (else every image would be "not found")."""
-    if images_dir is not None and not Path(images_dir).is_dir():
-        raise UserError(f"--images {str(images_dir)!r} is not a folder; give the folder that "
-                        f"holds the images")
+def int_or_none(v):
+    """A declared size as int, or None when it is missing or not a positive whole number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return int(v) if v == int(v) and v > 0 else None
 
 
 def num(value: Any) -> float:

@@ -28,14 +28,13 @@ record; the image file decides and the converter reports a mismatch.
 """
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterator
 
 from core.errors import UserError
 from dataset_tools.readers import ReaderOptions, resolve_image
-from dataset_tools.readers._common import (check_images_dir, drop_exact_duplicates, load_json,
+from dataset_tools.readers._common import (drop_exact_duplicates, int_or_none, load_json,
                                            num, rect_polygon)
 from dataset_tools.records import ImageRecord, Instance, Refusal
 
@@ -50,7 +49,6 @@ def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
     broken file fails at once with a UserError naming the file and what was expected.
     """
     src = Path(src)
-    check_images_dir(options.images_dir)
     if src.is_dir():
         raise UserError(f"{src} is a folder; the coco format takes the COCO JSON file itself "
                         f"(e.g. annotations/instances_default.json)")
@@ -158,8 +156,8 @@ def _records(src, images, anns_by_image, categories, search_dirs, root, options
     file = str(src)
     for im in images:
         rec = ImageRecord(file_name=im["file_name"].replace("\\", "/"), annotation_file=file,
-                          width=_int_or_none(im.get("width")),
-                          height=_int_or_none(im.get("height")))
+                          width=int_or_none(im.get("width")),
+                          height=int_or_none(im.get("height")))
         path, reason = resolve_image(im["file_name"], search_dirs, root)
         if path is None:
             rec.error = Refusal(file=file, item=f"image id {im['id']!r}",
@@ -181,13 +179,6 @@ def _records(src, images, anns_by_image, categories, search_dirs, root, options
                             reason=f"{len(anns)} annotation(s) point at an image id that is not "
                                    f"in 'images'; they were not used")
         yield rec
-
-
-def _int_or_none(v):
-    """A declared size as int, or None when it is missing or not a positive whole number."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return None
-    return int(v) if v == int(v) and v > 0 else None
 
 
 def _ann_name(idx: int, ann) -> str:

@@ -50,7 +50,8 @@ import numpy as np
 from core.errors import UserError
 from core.masks import mask_to_rle, polygons_to_mask
 from dataset_tools.readers import ReaderOptions, resolve_image
-from dataset_tools.records import ImageRecord, Instance, Refusal
+from dataset_tools.readers._common import ellipse_polygon
+from dataset_tools.records import ImageRecord, Instance, Refusal, short
 
 # Elements that are annotations but cannot be an instance mask, with the reason.
 _NOT_MASKS = {
@@ -324,6 +325,10 @@ def _parse_shape(el, label, src: str, order: int, width, height, ctx: _Context,
         rec.refusals.append(Refusal(file, src, tag, f"<{tag}> is not a CVAT shape this reader "
                                                     f"knows (polygon, box, ellipse, mask)"))
         return
+    if tag == "tag":  # about the whole image, not an object: not a refused instance
+        rec.refusals.append(Refusal(file, src, f"label {label!r}", _NOT_MASKS[tag] +
+                                    "; ignored", severity="warning"))
+        return
     if tag in _NOT_MASKS:
         rec.refusals.append(Refusal(file, src, f"label {label!r}", _NOT_MASKS[tag]))
         return
@@ -351,8 +356,12 @@ def _parse_shape(el, label, src: str, order: int, width, height, ctx: _Context,
         if tag == "polygon":
             part.polygon = _points(el)
         elif tag == "ellipse":
-            part.polygon = ellipse_polygon(_float(el, "cx"), _float(el, "cy"), _float(el, "rx"),
-                                           _float(el, "ry"), rotation)
+            rx, ry = _float(el, "rx"), _float(el, "ry")
+            if rx <= 0 or ry <= 0:
+                raise _ShapeError(f"ellipse radii rx={rx}, ry={ry} must be > 0")
+            # CVAT's rotation is in degrees, clockwise on screen (y down), about the centre.
+            part.polygon = ellipse_polygon(_float(el, "cx"), _float(el, "cy"), rx, ry,
+                                           math.radians(rotation))
         elif tag == "box":
             part.kind = "box"
             part.box = (_float(el, "xtl"), _float(el, "ytl"), _float(el, "xbr"),
@@ -553,12 +562,12 @@ def _decode_cvat_rle(rle, left, top, box_w, box_h, height, width):
         counts = np.array([int(v) for v in (rle or "").replace(" ", "").split(",") if v != ""],
                           np.int64)
     except ValueError:
-        raise _ShapeError(f"rle={_short(rle)!r} is not a comma-separated list of integers") \
+        raise _ShapeError(f"rle={short(rle)!r} is not a comma-separated list of integers") \
             from None
     if counts.size == 0:
         raise _ShapeError("the mask has an empty 'rle'")
     if (counts < 0).any():
-        raise _ShapeError(f"rle={_short(rle)!r} has negative run lengths")
+        raise _ShapeError(f"rle={short(rle)!r} has negative run lengths")
     total = int(counts.sum())
     if total > box_w * box_h:
         raise _ShapeError(f"rle runs cover {total} pixels but the mask box is {box_w}x{box_h} = "
@@ -573,26 +582,6 @@ def _decode_cvat_rle(rle, left, top, box_w, box_h, height, width):
     clipped = box[y0 - top:y1 - top, x0 - left:x1 - left]
     outside = int(box.sum()) - int(clipped.sum())
     return np.ascontiguousarray(clipped), (x0, y0), outside
-
-
-def ellipse_polygon(cx: float, cy: float, rx: float, ry: float, rotation: float = 0.0
-                    ) -> list[float]:
-    """An ellipse as a flat polygon [x0, y0, ...] with vertices at most ~2 px apart.
-
-    rotation: degrees, clockwise on screen (x right, y down), about the centre, as CVAT
-    draws it.
-    """
-    if rx <= 0 or ry <= 0:
-        raise _ShapeError(f"ellipse radii rx={rx}, ry={ry} must be > 0")
-    # Ramanujan's perimeter; 32..720 vertices keeps the area within ~0.1% of the ellipse.
-    h = ((rx - ry) / (rx + ry)) ** 2
-    perimeter = math.pi * (rx + ry) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h)))
-    n = int(min(720, max(32, math.ceil(perimeter / 2))))
-    t = np.arange(n) * (2 * math.pi / n)
-    c, s = math.cos(math.radians(rotation)), math.sin(math.radians(rotation))
-    ex, ey = rx * np.cos(t), ry * np.sin(t)
-    xs, ys = cx + ex * c - ey * s, cy + ex * s + ey * c
-    return np.stack([xs, ys], axis=1).ravel().round(3).tolist()
 
 
 def _box_corners(box, rotation: float) -> list[float]:
@@ -622,14 +611,14 @@ def _points(el) -> list[float]:
     for pair in pairs:  # slow path: name the offending pair
         xy = pair.split(",")
         if len(xy) != 2:
-            raise _ShapeError(f"points={_short(raw)!r}: {pair!r} is not 'x,y'")
+            raise _ShapeError(f"points={short(raw)!r}: {pair!r} is not 'x,y'")
         try:
             x, y = float(xy[0]), float(xy[1])
         except ValueError:
-            raise _ShapeError(f"points={_short(raw)!r}: {pair!r} is not a number pair") from None
+            raise _ShapeError(f"points={short(raw)!r}: {pair!r} is not a number pair") from None
         if not (math.isfinite(x) and math.isfinite(y)):
-            raise _ShapeError(f"points={_short(raw)!r}: {pair!r} is not finite")
-    raise _ShapeError(f"points={_short(raw)!r} cannot be read as 'x1,y1;x2,y2;...'")
+            raise _ShapeError(f"points={short(raw)!r}: {pair!r} is not finite")
+    raise _ShapeError(f"points={short(raw)!r} cannot be read as 'x1,y1;x2,y2;...'")
 
 
 def _float(el, name: str, default: float | None = None) -> float:
@@ -672,9 +661,3 @@ def _size_attr(el, name: str) -> int | None:
     except ValueError:
         return None  # the image file decides; the converter reports a mismatch
     return v if v and v > 0 else None
-
-
-def _short(s: str | None, n: int = 60) -> str:
-    s = s or ""
-    return s if len(s) <= n else s[:n] + "..."
-

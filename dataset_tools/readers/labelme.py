@@ -39,6 +39,7 @@ import base64
 import binascii
 import io
 import math
+import os
 import re
 from pathlib import Path, PurePosixPath
 from typing import Iterator
@@ -49,7 +50,7 @@ from core.errors import UserError
 from core.label_map import NON_CLASS_NAMES
 from core.masks import mask_to_rle, polygons_to_mask
 from dataset_tools.readers import ReaderOptions, resolve_image
-from dataset_tools.readers._common import (check_images_dir, drop_exact_duplicates,
+from dataset_tools.readers._common import (drop_exact_duplicates, int_or_none,
                                            ellipse_polygon, load_json, num, rect_polygon)
 from dataset_tools.records import ImageRecord, Instance, Refusal
 
@@ -67,7 +68,6 @@ def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
     UserError); each file is parsed when its record is requested.
     """
     src = Path(src)
-    check_images_dir(options.images_dir)
     if src.is_dir():
         files = sorted((p for p in src.rglob("*") if p.suffix.lower() == ".json" and p.is_file()),
                        key=lambda p: p.relative_to(src).as_posix())
@@ -96,18 +96,11 @@ def _record(path: Path, root: Path, options: ReaderOptions) -> ImageRecord:
             reason=f"not a LabelMe annotation (expected {EXPECTED}); skipped"))
 
     rec = ImageRecord(file_name=rel, annotation_file=file,
-                      width=_int_or_none(data.get("imageWidth")),
-                      height=_int_or_none(data.get("imageHeight")))
+                      width=int_or_none(data.get("imageWidth")),
+                      height=int_or_none(data.get("imageHeight")))
     _locate_image(rec, path, root, data, options)
     rec.instances = drop_exact_duplicates(_instances(path, rel, data, rec), rec.refusals, file)
     return rec
-
-
-def _int_or_none(v):
-    """A declared size as int, or None when it is missing or not a positive whole number."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return None
-    return int(v) if v == int(v) and v > 0 else None
 
 
 def _locate_image(rec: ImageRecord, path: Path, root: Path, data: dict,
@@ -146,7 +139,7 @@ def _set_file(rec, found, reason, image_path, file, root):
         return
     rec.image_path = str(found)
     try:
-        rec.file_name = found.relative_to(Path(root).resolve()).as_posix()
+        rec.file_name = found.relative_to(os.path.normpath(os.path.abspath(root))).as_posix()
     except ValueError:
         rec.file_name = found.name
 
@@ -270,9 +263,10 @@ def _mask_part(shape: dict, pts, label: str, rec: ImageRecord):
             patch = np.asarray(im.convert("L")) > 0
     except (binascii.Error, OSError, ValueError, Image.DecompressionBombError) as e:
         return None, None, ("mask", f"mask is not a base64 PNG ({e})")
-    # labelme places the patch at the rounded top-left corner; the patch keeps its own size.
-    x0 = int(round(min(pts[0][0], pts[1][0])))
-    y0 = int(round(min(pts[0][1], pts[1][1])))
+    # As labelme's shape_to_mask: the patch's top-left is the first point truncated to int
+    # (np.asarray(points).astype(int)); the patch keeps its own size.
+    x0 = int(min(pts[0][0], pts[1][0]))
+    y0 = int(min(pts[0][1], pts[1][1]))
     h, w = rec.height, rec.width
     full = np.zeros((h, w), bool)
     ph, pw = patch.shape

@@ -40,7 +40,7 @@ from typing import Iterator
 
 from core.errors import UserError
 from dataset_tools.readers import ReaderOptions, resolve_image
-from dataset_tools.readers._common import (check_images_dir, drop_exact_duplicates,
+from dataset_tools.readers._common import (drop_exact_duplicates,
                                            ellipse_polygon, load_json, num, rect_polygon)
 from dataset_tools.records import ImageRecord, Instance, Refusal
 
@@ -56,7 +56,6 @@ def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
     record is produced, so configuration errors fail at once.
     """
     src = Path(src)
-    check_images_dir(options.images_dir)
     if src.is_dir():
         raise UserError(f"{src} is a folder; the via format takes the VIA JSON file itself "
                         f"(e.g. via_region_data.json or a VIA project .json)")

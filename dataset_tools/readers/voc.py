@@ -365,7 +365,7 @@ def _instances_from_pngs(rec: ImageRecord, obj_path: Path, cls_path: Path, objec
     if rec.width and rec.height and (rec.width, rec.height) != (w, h):
         rec.refusals.append(Refusal(str(obj_path), obj_path.name, f"{w}x{h}",
                                     f"the Annotations XML declares {rec.width}x{rec.height}; "
-                                    f"the mask's own size is used"))
+                                    f"the mask's own size is used", severity="fixed"))
     rec.width, rec.height = w, h  # the masks are the annotation: their size is the truth
     cls = None
     if cls_path.is_file():
