@@ -3,9 +3,10 @@
   python evaluate.py --gt GT.json --detections DT.json [--iou-type segm|bbox|both]
                      [--out metrics.json] [--backend faster|pycocotools]
   python evaluate.py --config configs/parts.yaml [--checkpoint PATH | --model EXPORT_DIR]
-                     [--max-images N] [--out DIR]
+                     [--max-images N] [--iou-type segm|bbox|both] [--out DIR]
 
-The work is in modeling/evaluation.py; this script parses arguments and prints.
+The work is in modeling/evaluation.py; this script parses arguments and prints. The
+--gt/--detections path imports no TensorFlow (start-up is part of what a user waits for).
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     files.add_argument("--gt", help="COCO ground-truth JSON (e.g. DATA/val_annotations.json)")
     files.add_argument("--detections", help="COCO results JSON: a list of {image_id, "
                        "category_id, bbox [x,y,w,h], segmentation (RLE), score}")
-    files.add_argument("--iou-type", choices=("segm", "bbox", "both"), default="both",
-                       help="what to score (default: both)")
+    p.add_argument("--iou-type", choices=("segm", "bbox", "both"), default="both",
+                   help="what to score, in both modes (default: both)")
     model = p.add_argument_group("evaluate a model on the run's validation records")
     model.add_argument("--config", help="the run's YAML config")
     src = model.add_mutually_exclusive_group()
@@ -54,20 +55,29 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        return _main(args)
+    except KeyboardInterrupt:
+        # Every output is written to a temporary and renamed at the end: nothing partial.
+        print("interrupted: no output was left half-written", file=sys.stderr)
+        return 130
+
+
+def _main(args: argparse.Namespace) -> int:
     from modeling import evaluation as ev
+    types = ev.IOU_TYPES if args.iou_type == "both" else (args.iou_type,)
     try:
         if args.gt:
             out = args.out or str(ev.default_metrics_path(args.detections))
             from core.atomic import refuse_existing
             refuse_existing(out, args.overwrite)
-            types = ev.IOU_TYPES if args.iou_type == "both" else (args.iou_type,)
             report = ev.evaluate_files(args.gt, args.detections, types, args.backend)
             ev.write_json(out, report.to_json())
         else:
             report, out_dir = ev.evaluate_model(
                 args.config, checkpoint=args.checkpoint, model=args.model,
                 max_images=args.max_images, out=args.out, overwrite=args.overwrite,
-                backend=args.backend)
+                backend=args.backend, iou_types=types)
             out = str(out_dir)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -26,6 +26,8 @@ import io
 import json
 import os
 import re
+import shutil
+import tempfile
 import time
 import warnings as warnings_module
 from collections import Counter
@@ -35,7 +37,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from core.atomic import atomic_write, refuse_existing
+from core.atomic import TMP_MARK, atomic_write, discard, refuse_existing, temp_path_for
 from core.errors import UserError
 
 IOU_TYPES = ("segm", "bbox")
@@ -699,6 +701,51 @@ def _checkpoint_step(checkpoint: str | None) -> int:
     return int(m.group(1)) if m else 0
 
 
+def _export_folders(model: Path) -> list[Path]:
+    """Where an export's label_map.pbtxt / metadata.json may be: the export folder itself,
+    or the parent of ``saved_model/`` / ``frozen_graph.pb`` when one of those is given."""
+    return [model, model.parent] if model.is_dir() else [model.parent]
+
+
+def export_metadata(model: str | os.PathLike) -> tuple[dict, Path | None]:
+    """(metadata.json of the export ``model``, its path); ({}, None) when there is none."""
+    for folder in _export_folders(Path(model)):
+        path = folder / "metadata.json"
+        if path.is_file():
+            meta = read_json(path, "export metadata")
+            return (meta if isinstance(meta, dict) else {}), path
+    return {}, None
+
+
+def check_export_label_map(model: str | os.PathLike, run) -> None:
+    """Raise UserError when the export ``model`` was made with other classes than the run:
+    its ``label_map.pbtxt`` (else ``metadata.json``'s ``classes``) must map the same ids to
+    the same names as ``run.label_map``; otherwise its detections would be scored under the
+    wrong class names. An export with neither file is taken as the run's."""
+    from core.label_map import read_label_map
+    theirs, where = None, None
+    for folder in _export_folders(Path(model)):
+        if (folder / "label_map.pbtxt").is_file():
+            where = folder / "label_map.pbtxt"
+            theirs = dict(read_label_map(where).names_by_id)
+            break
+    if theirs is None:
+        meta, where = export_metadata(model)
+        classes = meta.get("classes")
+        if isinstance(classes, dict):
+            try:
+                theirs = {int(k): str(v) for k, v in classes.items()}
+            except ValueError:
+                theirs = None
+    ours = dict(run.label_map.names_by_id)
+    if theirs is not None and theirs != ours:
+        raise UserError(
+            f"the export {os.fspath(model)!r} was made with other classes than the run: "
+            f"{str(where)!r} has {theirs}, the run's label map "
+            f"{str(Path(run.data_dir) / 'label_map.pbtxt')!r} has {ours}; evaluate the export "
+            f"with the config of the run it was exported from")
+
+
 def gt_instances_for_drawing(gt: dict, image_id: int, height: int, width: int):
     """(boxes [N, 4] ymin, xmin, ymax, xmax pixels; class ids; names; masks uint8
     [N, H, W]) of one image's ground truth, for the side-by-side pictures."""
@@ -745,42 +792,58 @@ def evaluate_model(config: str | os.PathLike, checkpoint: str | None = None,
                    model: str | os.PathLike | None = None, max_images: int | None = None,
                    out: str | os.PathLike | None = None, overwrite: bool = False,
                    backend: str = DEFAULT_BACKEND, num_visuals: int | None = None,
-                   show_progress: bool = True, pre_nms_score_threshold: float | None = None
-                   ) -> tuple[EvalReport, Path]:
+                   show_progress: bool = True, pre_nms_score_threshold: float | None = None,
+                   iou_types: Iterable[str] = IOU_TYPES) -> tuple[EvalReport, Path]:
     """Run a checkpoint (default: the run's latest) or an export over the run's validation
     TFRecords and score it against the data folder's ``val_annotations.json``.
 
     Writes into ``out`` (default ``<run_dir>/eval``): ``metrics.json``,
     ``detections.json`` (COCO results: full-size RLE masks, [x, y, w, h] pixel boxes,
-    label-map category ids), ``images/<image_id>.png`` (ground truth | prediction), and
-    TensorBoard scalars ``segm/AP``... (step = the checkpoint's step). The model is asked
+    label-map category ids) and ``images/<image_id>.png`` (ground truth | prediction);
+    TensorBoard scalars ``segm/AP``... go to ``<run_dir>/eval`` whatever ``out`` is (step =
+    the checkpoint's step; for an export, the step of the checkpoint its metadata.json
+    names, else 0). Nothing is written until everything is computed, then all outputs are
+    renamed into place together: an interruption leaves the previous outputs. An existing
+    ``images/`` folder is replaced as a whole (no stale pictures). The model is asked
     for every detection (score threshold 0), as COCO evaluation expects. ``num_visuals``
     (default: the config's ``eval.num_images_to_draw``, else 4) images are drawn.
     ``pre_nms_score_threshold`` overrides the checkpoint model's own (the config's); an
-    export keeps the one it was exported with.
+    export keeps the one it was exported with. ``iou_types``: what is scored ("segm",
+    "bbox" or both).
 
     Returns (report, output folder).
     """
     from tqdm import tqdm
 
     from modeling.config import load_run
+    iou_types = tuple(iou_types)
+    for t in iou_types:
+        if t not in IOU_TYPES:
+            raise UserError(f"unknown IoU type {t!r}; valid: {', '.join(IOU_TYPES)}")
     run = load_run(config)
+    if model is not None:
+        if not Path(model).exists():
+            raise UserError(f"model {os.fspath(model)!r} does not exist; give an export folder "
+                            f"made by `python export.py`")
+        check_export_label_map(model, run)
     gt_path = Path(run.data_dir) / "val_annotations.json"
     out_dir = Path(out) if out is not None else Path(run.run_dir) / "eval"
     metrics_path, results_path = out_dir / "metrics.json", out_dir / "detections.json"
     refuse_existing(metrics_path, overwrite)
     refuse_existing(results_path, overwrite)
     gt = read_json(gt_path, "validation ground truth")
-    check_ground_truth(gt, str(gt_path))
+    check_ground_truth(gt, str(gt_path), iou_types)
     sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
 
     if model is not None:
         from inference.predictor import Predictor
-        if not Path(model).exists():
-            raise UserError(f"model {os.fspath(model)!r} does not exist; give an export folder "
-                            f"made by `python export.py`")
+        # check_export_label_map() made sure the export's own label map is the run's.
         detector = Predictor(model, label_map=run.label_map, score_threshold=0.0)
-        source, step = f"export {os.fspath(model)}", 0
+        meta, _ = export_metadata(model)
+        step = _checkpoint_step(str(meta.get("checkpoint") or ""))
+        source = f"export {os.fspath(model)}"
+        if meta.get("checkpoint"):
+            source += f" (of checkpoint {meta['checkpoint']})"
     else:
         from modeling.exporting import load_detector
         from modeling.model import find_checkpoint
@@ -824,26 +887,59 @@ def evaluate_model(config: str | os.PathLike, checkpoint: str | None = None,
         notes.append(f"scored on {len(keep)} of {len(sizes)} validation images"
                      + (" (--max-images)" if max_images else
                         f"; {missing} ground-truth images have no record"))
-    with atomic_write(results_path, "w") as f:
-        json.dump(results, f)
+    # The COCO results text is made before scoring: score() consumes its inputs, and what
+    # is scored must be exactly what is saved.
+    results_text = json.dumps(results)
     # score() consumes its inputs; the drawings need an intact ground truth.
     gt_for_drawing = json.loads(json.dumps({"categories": gt["categories"],
                                             "annotations": [a for a in gt["annotations"]
                                                             if a["image_id"] in
                                                             {v[0] for v in visuals}]}))
     with _gc_paused():
-        report = score(gt, results, IOU_TYPES, backend, str(results_path),
+        report = score(gt, results, iou_types, backend, str(results_path),
                        label_map_ids=dict(run.label_map.names_by_id))
     report.warnings[:0] = notes
     report.extras = {"source": source, "step": step, "inference_seconds": round(infer_s, 3)}
     report.seconds = time.perf_counter() - t0
-    write_json(metrics_path, report.to_json())
-
-    for image_id, image, dets in visuals:
-        _save_png(out_dir / "images" / f"{image_id}.png",
-                  side_by_side(image, gt_for_drawing, image_id, dets))
-    _write_scalars(out_dir, report, step)
+    pictures = [(image_id, side_by_side(image, gt_for_drawing, image_id, dets))
+                for image_id, image, dets in visuals]
+    _write_outputs(out_dir, results_text, report, pictures)
+    _write_scalars(Path(run.run_dir) / "eval", report, step)
     return report, out_dir
+
+
+def _write_outputs(out_dir: Path, results_text: str, report: EvalReport,
+                   pictures: list[tuple[int, np.ndarray]]) -> None:
+    """Write detections.json, metrics.json and images/ as one step: all into temporaries
+    first, then renamed into place; on any failure (Ctrl-C included) the temporaries are
+    removed and the previous outputs stay. The previous images/ folder is moved aside and
+    removed only once the new one is in place, so no stale picture survives a re-run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp_results = temp_path_for(out_dir / "detections.json")
+    tmp_metrics = temp_path_for(out_dir / "metrics.json")
+    tmp_images = Path(tempfile.mkdtemp(prefix=f".images{TMP_MARK}", dir=out_dir))
+    old_images = None
+    try:
+        tmp_results.write_text(results_text)
+        tmp_metrics.write_text(json.dumps(report.to_json(), indent=1) + "\n")
+        for image_id, picture in pictures:
+            _save_png(tmp_images / f"{image_id}.png", picture)
+        images = out_dir / "images"
+        if images.exists():
+            old_images = Path(tempfile.mkdtemp(prefix=f".images-old{TMP_MARK}", dir=out_dir))
+            os.replace(images, old_images / "images")
+        os.replace(tmp_images, images)
+        os.replace(tmp_results, out_dir / "detections.json")
+        os.replace(tmp_metrics, out_dir / "metrics.json")
+    except BaseException:
+        for t in (tmp_results, tmp_metrics, tmp_images):
+            discard(t)
+        if old_images is not None and not (out_dir / "images").exists():
+            os.replace(old_images / "images", out_dir / "images")  # put the old set back
+        raise
+    finally:
+        if old_images is not None:
+            shutil.rmtree(old_images, ignore_errors=True)
 
 
 def _write_scalars(out_dir: Path, report: EvalReport, step: int) -> None:
