@@ -11,6 +11,7 @@ import sys
 
 import core  # noqa: F401  (TF environment before TensorFlow is imported)
 from core.errors import UserError
+from core.signals import sigterm_as_keyboard_interrupt
 
 
 def parse_set(items: list[str]) -> dict:
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                          "OD API pipeline.config; 'user': the resolved user config) and exit")
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     args = ap.parse_args(argv)
+    sigterm_as_keyboard_interrupt()  # preemption saves a checkpoint, like Ctrl-C
     try:
         from modeling.config import load_run
         run = load_run(args.config, parse_set(args.set))

@@ -4,10 +4,14 @@ the input pipeline's images/s vs what the model consumes. Run on demand:
     python bench/train.py                       # synthetic parts at 256 px, slim_r18_fpn
     python bench/train.py --config configs/parts_demo.yaml --steps 30
 
-Both loops run in one process on the same model, optimizer and input iterator; each is
-traced first (warm-up steps, not timed). "ours" is ``modeling.training.Trainer.fit``
-(tqdm, per-step loss check, TensorBoard, checkpoints); "bare" is
-``strategy.run(task.train_step)`` in a tf.function and nothing else.
+Both loops run in one process on the same model, optimizer and input iterator. Each is
+traced and warmed up first (untimed steps), then timed in interleaved blocks (bare, ours,
+bare, ours, ...) so that the machine's drifting load hits both alike; the ratio compares
+the means over the blocks. "ours" is ``modeling.training.Trainer.fit`` (tqdm, per-step
+loss check, TensorBoard summaries; ``fit(until=...)`` runs one block); "bare" is
+``strategy.run(task.train_step)`` in a tf.function and nothing else. Checkpoint saves fall
+between blocks, not in the timed steps (one every ``checkpoint_every`` steps, 500 by
+default, is negligible per step).
 Goals: ours >= 0.95x bare steps/s; input >= 5x the images/s training consumes.
 Prints a table and writes bench/results/train.json.
 """
@@ -43,6 +47,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", help="a user YAML (default: synthetic parts, slim_r18_fpn)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per loop")
+    ap.add_argument("--blocks", type=int, default=4,
+                    help="interleaved timed blocks per loop (--steps split over them)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per loop (tracing)")
     ap.add_argument("--input-batches", type=int, default=60)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train.json"))
@@ -53,33 +59,43 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
     cfg = Path(args.config) if args.config else synthetic_config(tmp, 60, 1)
-    n_ours = args.warmup + args.steps
+    per_block = max(args.steps // args.blocks, 2)
+    n_ours = args.warmup + per_block * args.blocks
     run = load_run(cfg, {"run_dir": str(tmp / "run"), "train.steps": n_ours,
-                         "train.checkpoint_every": max(n_ours // 2, 1)})
+                         "train.checkpoint_every": n_ours})
     trainer = Trainer(run)
     batch = run.user.train.batch_size
 
     def bare_block() -> float:
         t0 = time.perf_counter()
-        for _ in range(args.steps):
+        for _ in range(per_block):
             trainer.bare_step_fn(trainer.iterator)
         # bare_step_fn returns nothing; wait for the last step before stopping the clock.
         float(trainer.model.trainable_variables[0].numpy().ravel()[0])
-        return (time.perf_counter() - t0) / args.steps
+        return (time.perf_counter() - t0) / per_block
 
-    # 1. bare loop over the task's train_step, before and after ours (the machine's load
-    # drifts: bracketing ours keeps the comparison fair)
+    def ours_block(until: int) -> float:
+        first = len(trainer.step_times)
+        trainer.fit(evaluate_at_end=False, progress=True, until=until)  # tqdm included
+        times = trainer.step_times[first:]
+        return (times[-1] - times[0]) / (len(times) - 1)
+
+    # 1. warm-up of both loops (tracing, tf.data buffers, allocator): not timed
     for _ in range(args.warmup):
         trainer.bare_step_fn(trainer.iterator)
-    bare_before = bare_block()
+    trainer.fit(evaluate_at_end=False, progress=False, until=args.warmup)
 
-    # 2. our loop (Trainer.fit: tqdm, loss check, summaries, checkpoints)
-    trainer.fit(evaluate_at_end=False, progress=True)
-    bare_after = bare_block()
-    bare = (bare_before + bare_after) / 2
-    times = trainer.step_times[args.warmup - 1:]
-    ours = (times[-1] - times[0]) / (len(times) - 1)
-    ours_median = statistics.median(b - a for a, b in zip(times, times[1:]))
+    # 2. interleaved blocks: bare, ours, bare, ours, ...
+    bare_blocks, ours_blocks, ours_steps = [], [], []
+    for b in range(args.blocks):
+        bare_blocks.append(bare_block())
+        first = len(trainer.step_times)
+        ours_blocks.append(ours_block(args.warmup + per_block * (b + 1)))
+        t = trainer.step_times[first:]  # per-step intervals, for the median
+        ours_steps.extend(y - x for x, y in zip(t, t[1:]))
+    bare = statistics.mean(bare_blocks)
+    ours = statistics.mean(ours_blocks)
+    ours_median = statistics.median(ours_steps)
 
     # 3. input pipeline alone (decode, augment, anchors/targets), same config
     ds = trainer.task.build_inputs(run.experiment.task.train_data)
@@ -94,22 +110,24 @@ def main() -> int:
 
     rows = [
         ("bare loop over task.train_step", f"{1 / bare:.3f} steps/s", f"{bare:.3f} s/step "
-         f"(before {bare_before:.3f}, after {bare_after:.3f})", ""),
+         f"(blocks {', '.join(f'{x:.3f}' for x in bare_blocks)})", ""),
         ("ours (Trainer.fit)", f"{1 / ours:.3f} steps/s", f"{ours:.3f} s/step "
-         f"(median {ours_median:.3f})", f"{bare / ours:.3f}x bare (goal >= 0.95)"),
+         f"(blocks {', '.join(f'{x:.3f}' for x in ours_blocks)}; median step "
+         f"{ours_median:.3f})", f"{bare / ours:.3f}x bare (goal >= 0.95)"),
         ("input pipeline alone", f"{input_ips:.1f} images/s", "", ""),
         ("training consumes", f"{consume_ips:.1f} images/s", "",
          f"input = {input_ips / consume_ips:.1f}x consumption (goal >= 5)"),
     ]
     w = [max(len(r[i]) for r in rows) for i in range(4)]
-    print(f"\n{run.user.model.preset} {run.image_size}px batch {batch}, {args.steps} timed "
-          f"steps ({args.warmup} warm-up), {platform.node()}")
+    print(f"\n{run.user.model.preset} {run.image_size}px batch {batch}, {args.blocks} "
+          f"interleaved blocks of {per_block} timed steps per loop ({args.warmup} warm-up), "
+          f"{platform.node()}")
     for r in rows:
         print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)))
     result = {"preset": run.user.model.preset, "image_size": run.image_size, "batch": batch,
-              "steps": args.steps, "bare_s_per_step": bare,
-              "bare_before_s_per_step": bare_before, "bare_after_s_per_step": bare_after,
-              "ours_s_per_step": ours,
+              "blocks": args.blocks, "steps_per_block": per_block, "warmup": args.warmup,
+              "bare_s_per_step": bare, "bare_blocks_s_per_step": bare_blocks,
+              "ours_s_per_step": ours, "ours_blocks_s_per_step": ours_blocks,
               "ours_median_s_per_step": ours_median, "ratio_ours_vs_bare": bare / ours,
               "input_images_per_s": input_ips, "consumed_images_per_s": consume_ips,
               "input_ratio": input_ips / consume_ips, "machine": platform.node(),

@@ -3,10 +3,10 @@ convert.py, synthetic.py, preview.py and inspect.py)."""
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 
 from core.errors import UserError
+from core.signals import sigterm_as_keyboard_interrupt
 from dataset_tools.readers import FORMATS
 
 
@@ -69,14 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _sigterm(signum, frame):
-    # Treated like Ctrl-C so the same cleanup (no partial outputs) runs.
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
+    sigterm_as_keyboard_interrupt()  # same cleanup as Ctrl-C: no partial outputs
     try:
         if args.command == "convert":
             from dataset_tools.convert import convert

@@ -1,5 +1,6 @@
-"""Initial checkpoints: a registry of known public ones, download + cache + sha256, and a
-partial restore that matches variables by name and shape (DESIGN decision 5).
+"""Initial checkpoints: a registry of known public ones, download + cache + sha256 (trust
+on first use, see :class:`CheckpointSpec`), and a partial restore that matches variables by
+name and shape (DESIGN decision 5).
 
 Fine-tuning a Mask R-CNN trained on COCO for your 3 classes means: restore everything whose
 path in the checkpoint and shape match this model, re-initialize what does not (the
@@ -21,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.atomic import discard
+from core.atomic import atomic_write, discard
 from core.errors import UserError
 
 CACHE_ENV = "MASKRCNN_TOOLKIT_CACHE"
@@ -34,9 +35,12 @@ class CheckpointSpec:
     url: one file (a .tar.gz archive holding a TF checkpoint) or, for an unpacked TF
       checkpoint, the prefix URL whose ``.index`` and ``.data-00000-of-00001`` files are
       fetched (``files``).
-    sha256: hex digest per downloaded file name; None where no digest could be computed
-      when the entry was written (see README "Checkpoints": the first download prints the
-      digest and records it in the cache, and every later use is checked against it).
+    sha256: hex digest per downloaded file name. An entry with a pinned digest is verified
+      from its first download. No shipped entry has one yet (they could not be computed
+      offline when the registry was written): for those the check is trust on first use,
+      the first download's digest is printed and recorded in the cache's ``sha256.json``,
+      and every later download (e.g. after the cache folder was deleted) must match it
+      (README, "2. Train" → "Checkpoints").
     restores: what it can initialize in our Mask R-CNN: "all" (a Mask R-CNN of the same
       architecture), "backbone+decoder" (a COCO detector), "backbone" (ImageNet).
     """
@@ -85,9 +89,12 @@ def default_cache_dir() -> Path:
                                / "checkpoints"))
 
 
-def _checkpoint_prefix(path: Path) -> Path | None:
-    """The TF checkpoint prefix for a prefix, an .index file or a folder (latest / only)."""
+def checkpoint_prefix(path: str | os.PathLike) -> Path | None:
+    """The TF checkpoint prefix for a prefix (``run/ckpt-1000``), its ``.index`` file, or a
+    folder (the latest checkpoint of its ``checkpoint`` state file, else the last ``*.index``
+    below it); None when there is none. The one prefix resolver: modeling/model.py uses it."""
     import tensorflow as tf
+    path = Path(path)
     if path.is_dir():
         latest = tf.train.latest_checkpoint(str(path))
         if latest:
@@ -106,9 +113,10 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, cache_dir: str | os.Path
     """Turn a registry name or a local path into a TF checkpoint prefix on disk.
 
     A registry name is downloaded once into ``cache_dir`` (default
-    ``~/.cache/maskrcnn-toolkit/checkpoints``, or ``$MASKRCNN_TOOLKIT_CACHE``) and verified
-    by sha256; later calls use the cache. A path may be a checkpoint prefix, its ``.index``
-    file, or a folder (its latest checkpoint).
+    ``~/.cache/maskrcnn-toolkit/checkpoints``, or ``$MASKRCNN_TOOLKIT_CACHE``) and its sha256
+    checked against the entry's pinned digest or, without one, against the digest recorded
+    by the first download (trust on first use); later calls use the cache. A path may be a
+    checkpoint prefix, its ``.index`` file, or a folder (its latest checkpoint).
     """
     key = os.fspath(name_or_path)
     if key in REGISTRY:
@@ -116,13 +124,63 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, cache_dir: str | os.Path
                       progress)
     path = Path(key).expanduser()
     if path.exists() or Path(key + ".index").exists():
-        prefix = _checkpoint_prefix(path)
+        prefix = checkpoint_prefix(path)
         if prefix is None:
             raise UserError(f"{key!r} holds no TensorFlow checkpoint (no *.index file); give a "
                             f"checkpoint prefix like run/ckpt-1000, or its folder")
         return prefix
     raise UserError(f"checkpoint {key!r} is neither a file nor a known name; known names: "
                     f"{', '.join(sorted(REGISTRY))}")
+
+
+def cached_checkpoint(name: str, cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """The cached prefix of registry entry ``name`` when it was downloaded already, else
+    None (never downloads)."""
+    if name not in REGISTRY:
+        return None
+    return checkpoint_prefix(Path(cache_dir or default_cache_dir()) / name)
+
+
+_MODULES = {"backbone": "backbone", "backbone+decoder": "backbone,decoder"}
+
+
+def model_garden_init_modules(prefix: str | os.PathLike, num_classes: int,
+                              restores: str | None = None) -> str | None:
+    """The ``task.init_checkpoint_modules`` with which Model Garden's own trainer
+    (``MaskRCNNTask.initialize``) can load ``prefix`` into a model of ``num_classes``
+    (background included), or None when it cannot.
+
+    ``restores``: the registry entry's ``restores`` ("backbone", "backbone+decoder",
+    "all"), None for a local checkpoint (then the checkpoint's top-level objects decide).
+    Model Garden restores modules whole and asserts every existing object matched, so
+    "all" is returned only when the checkpoint's class-dependent layers have this model's
+    class count; a class-mismatched full checkpoint falls back to "backbone,decoder" when
+    it also holds those at its top level (our and Model Garden's trainer checkpoints do),
+    else None.
+    """
+    import tensorflow as tf
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+    if restores in _MODULES:
+        return _MODULES[restores]
+    try:
+        reader = tf.train.load_checkpoint(str(prefix))
+        graph = trackable_object_graph_pb2.TrackableObjectGraph()
+        graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    except (tf.errors.OpError, ValueError) as e:
+        raise UserError(f"checkpoint {os.fspath(prefix)!r} cannot be read ({e}); give a "
+                        f"complete TensorFlow checkpoint (prefix with .index and .data "
+                        f"files)") from None
+    top = {r.local_name for r in graph.nodes[0].children}
+    if "model" in top:
+        # Classifier kernels of the box head: [fc_dims, num_classes].
+        classes = {shape[-1] for key, shape in reader.get_variable_to_shape_map().items()
+                   if "detection_head" in key and "_classifier/kernel" in key
+                   and "OPTIMIZER_SLOT" not in key}
+        if classes == {num_classes}:
+            return "all"
+    if "backbone" in top:
+        return "backbone,decoder" if "decoder" in top else "backbone"
+    return None
 
 
 def _manifest_path(cache_dir: Path) -> Path:
@@ -147,7 +205,7 @@ def _sha256_file(path: Path) -> str:
 def _fetch(spec: CheckpointSpec, cache_dir: Path, progress: bool) -> Path:
     target = cache_dir / spec.name
     if target.is_dir():
-        prefix = _checkpoint_prefix(target)
+        prefix = checkpoint_prefix(target)
         if prefix is not None:
             return prefix
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -172,14 +230,14 @@ def _fetch(spec: CheckpointSpec, cache_dir: Path, progress: bool) -> Path:
             if fname.endswith((".tar.gz", ".tgz", ".tar")):
                 _extract(dest, tmp, spec)
                 dest.unlink()
-        prefix = _checkpoint_prefix(tmp)
+        prefix = checkpoint_prefix(tmp)
         if prefix is None:
             raise UserError(f"checkpoint {spec.name!r} from {spec.url} holds no *.index file")
         rel = prefix.relative_to(tmp)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
-        with open(_manifest_path(cache_dir), "w") as f:
+        with atomic_write(_manifest_path(cache_dir), "w") as f:
             json.dump(manifest, f, indent=1, sort_keys=True)
         return target / rel
     except BaseException:

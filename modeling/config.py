@@ -21,7 +21,7 @@ A user config looks like this (every key but ``data`` and ``run_dir`` has a defa
       batch_size: 2
     runtime:
       strategy: auto                # auto | one_device | mirrored
-      mixed_precision: false        # mixed_float16, GPU only
+      mixed_precision: false        # mixed_float16 when a GPU is visible, else float32
 
 Paths (``data``, ``run_dir``, a checkpoint path) are relative to the YAML file's own
 folder, so a config works from any working directory. ``num_classes`` is never written by
@@ -49,6 +49,7 @@ import yaml
 from core.atomic import atomic_write
 from core.errors import UserError
 from core.label_map import LabelMap, read_label_map
+from dataset_tools.writer import shard_paths
 
 EXPERIMENT = "maskrcnn_resnetfpn_coco"  # the Model Garden factory pipeline.yaml belongs to
 MIN_LEVEL, MAX_LEVEL = 2, 6  # FPN levels of every preset: image sides must divide by 2**6
@@ -350,6 +351,9 @@ class Run:
     config_path: Path
     train_files: list[Path]
     val_files: list[Path]
+    # Why pipeline.yaml's task.init_checkpoint is empty although the user gave one (a
+    # comment heading pipeline.yaml); "" when it is set or none was given.
+    init_note: str = ""
 
     @property
     def preset(self) -> Preset:
@@ -372,7 +376,19 @@ class Run:
         return d
 
     def pipeline_yaml(self) -> str:
-        return yaml.safe_dump(self.experiment.as_dict(), sort_keys=True)
+        """Model Garden's experiment as YAML, headed by a comment when the user's init
+        checkpoint could not be written into ``task.init_checkpoint`` (see
+        :func:`model_garden_init`): YAML comments are ignored by Model Garden's loader."""
+        head = "".join(f"# {line}\n" for line in self.init_note.splitlines())
+        return head + yaml.safe_dump(self.experiment.as_dict(), sort_keys=True)
+
+    def refresh_init_checkpoint(self) -> None:
+        """Recompute ``task.init_checkpoint`` / ``init_checkpoint_modules`` (e.g. after the
+        trainer downloaded a registry checkpoint) for the next :meth:`save`."""
+        path, modules, self.init_note = model_garden_init(self)
+        self.experiment.override({"task": {"init_checkpoint": path,
+                                           "init_checkpoint_modules": modules}},
+                                 is_strict=True)
 
     def pipeline_config(self) -> str:
         return od_pipeline_config(self)
@@ -407,8 +423,46 @@ def init_checkpoint_value(run: "Run") -> str | None:
     return v
 
 
-def _shards(data_dir: Path, split: str) -> list[Path]:
-    return sorted(data_dir.glob(f"{split}-*.tfrecord"))
+def model_garden_init(run: "Run") -> tuple[str, str, str]:
+    """``(task.init_checkpoint, task.init_checkpoint_modules, note)`` for pipeline.yaml, so
+    that Model Garden's own trainer starts from the same checkpoint as ours where it can.
+
+    Our trainer never reads these fields (it restores by name and shape, see
+    modeling/checkpoints.py). Model Garden's ``MaskRCNNTask.initialize`` restores whole
+    modules and asserts that every existing object matched, so the modules come from
+    :func:`modeling.checkpoints.model_garden_init_modules` (the registry entry's
+    ``restores``, or the checkpoint's own top-level objects and class count), never "all"
+    for a class-mismatched checkpoint. Where nothing can be written (a registry checkpoint
+    not downloaded yet, or a checkpoint Model Garden cannot load) the path is empty and
+    ``note`` says so; pipeline.yaml carries it as a comment.
+    """
+    from modeling.checkpoints import (REGISTRY, cached_checkpoint, checkpoint_prefix,
+                                      model_garden_init_modules)
+    value = init_checkpoint_value(run)
+    if value is None:
+        return "", "backbone", ""
+    num_classes = run.label_map.num_classes_with_background
+    if value in REGISTRY:
+        prefix = cached_checkpoint(value)
+        if prefix is None:
+            return "", "backbone", (
+                f"model.init_checkpoint {value!r} is not downloaded yet, so task.init_checkpoint\n"
+                f"is empty: Model Garden's trainer would start from scratch. `python train.py`\n"
+                f"downloads it and rewrites this file with its local path.")
+        modules = model_garden_init_modules(prefix, num_classes, REGISTRY[value].restores)
+    else:
+        prefix = checkpoint_prefix(value)
+        if prefix is None:
+            raise UserError(f"{run.config_path}: model.init_checkpoint {value!r} holds no "
+                            f"TensorFlow checkpoint (no *.index file); give a checkpoint "
+                            f"prefix like run/ckpt-1000, or its folder")
+        modules = model_garden_init_modules(prefix, num_classes)
+    if modules is None:
+        return "", "backbone", (
+            f"model.init_checkpoint {str(prefix)!r} cannot be restored by Model Garden's\n"
+            f"trainer (whole modules only; its class count or layout differs), so\n"
+            f"task.init_checkpoint is empty here. train.py restores it by name and shape.")
+    return str(prefix), modules, ""
 
 
 def load_run(config_path: str | os.PathLike, overrides: dict | None = None) -> Run:
@@ -427,7 +481,7 @@ def load_run(config_path: str | os.PathLike, overrides: dict | None = None) -> R
         raise UserError(f"{where} is not a folder; make it with `python -m dataset_tools "
                         f"convert FORMAT SRC {user.data}` (paths are relative to the "
                         f"config file's folder)")
-    train_files, val_files = _shards(data_dir, "train"), _shards(data_dir, "val")
+    train_files, val_files = shard_paths(data_dir, "train"), shard_paths(data_dir, "val")
     if not train_files:
         raise UserError(f"{where} has no train-*.tfrecord shards; is it a folder made by "
                         f"`python -m dataset_tools convert`?")
@@ -445,6 +499,7 @@ def load_run(config_path: str | os.PathLike, overrides: dict | None = None) -> R
                         f"{str(run_dir)!r}; give the run its own folder")
     run = Run(user, None, label_map, run_dir, data_dir, config_path, train_files, val_files)
     run.experiment = build_experiment(run)
+    run.refresh_init_checkpoint()
     return run
 
 
@@ -487,17 +542,21 @@ def build_experiment(run: Run):
     data_common = {"dtype": "float32", "file_type": "tfrecord",
                    "decoder": {"type": "simple_decoder",
                                "simple_decoder": {"mask_binarize_threshold": 0.5}}}
+    # Decided here, not at training time, so pipeline.yaml says what actually runs:
+    # float16 only with a GPU (on a CPU it is slower, never faster).
+    mixed = u.runtime.mixed_precision and gpu_available()
     exp = exp_factory.get_exp_config(EXPERIMENT)
     exp.override({
         "runtime": {
-            "mixed_precision_dtype": "float16" if u.runtime.mixed_precision else "float32",
+            "mixed_precision_dtype": "float16" if mixed else "float32",
             "enable_xla": False,
             "distribution_strategy": "mirrored" if u.runtime.strategy == "mirrored"
             else "one_device",
         },
         "task": {
             # Our trainer restores init checkpoints itself, by name and shape (see
-            # modeling/checkpoints.py); Model Garden's own trainer would restore the backbone.
+            # modeling/checkpoints.py); these two are for Model Garden's own trainer, filled
+            # in by Run.refresh_init_checkpoint (model_garden_init).
             "init_checkpoint": "",
             "init_checkpoint_modules": "backbone",
             "annotation_file": str(run.data_dir / "val_annotations.json"),
@@ -536,12 +595,15 @@ def build_experiment(run: Run):
             },
         },
     }, is_strict=True)
-    if run.user.model.init_checkpoint is not None:
-        value = init_checkpoint_value(run)
-        if value is not None and os.path.isabs(value):
-            exp.override({"task": {"init_checkpoint": value}}, is_strict=True)
     exp.validate()
     return exp
+
+
+def gpu_available() -> bool:
+    """Whether TensorFlow sees a GPU (physical devices: does not initialize the runtime, so
+    logical device splits can still be configured afterwards)."""
+    import tensorflow as tf
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def _count_val_images(path: Path) -> int:
@@ -564,13 +626,22 @@ def _count_val_images(path: Path) -> int:
 def od_pipeline_config(run: Run) -> str:
     """The TF OD API text-proto ``TrainEvalPipelineConfig`` of the matching Mask R-CNN
     (faster_rcnn meta-architecture with a mask head). ``num_classes`` counts no background
-    in the OD API (N), unlike Model Garden (N + 1)."""
+    in the OD API (N), unlike Model Garden (N + 1).
+
+    Every hyperparams block the OD API's builders require is written in full (regularizer,
+    initializer, and for the feature extractor activation and batch norm), after the OD
+    API's own TF2 configs (``faster_rcnn_resnet50_v1_fpn_640x640_coco17_tpu-8.config``,
+    ``mask_rcnn_inception_resnet_v2_1024x1024_coco17_gpu-8.config``): an absent block
+    fails in ``hyperparams_builder`` ("Unknown initializer function: None").
+    ``fine_tune_checkpoint`` is left empty: our init checkpoints (registry names, Model
+    Garden checkpoints) do not load in the OD API; the user puts an OD API one there.
+    """
     u, p = run.user, run.preset
     size = run.image_size
     m = run.experiment.task.model
     opt = run.experiment.trainer.optimizer_config
     lr = opt.learning_rate.cosine.initial_learning_rate
-    ckpt = init_checkpoint_value(run) or ""
+    l2 = run.experiment.task.losses.l2_weight_decay
     q = lambda s: '"' + str(s).replace("\\", "\\\\").replace('"', '\\"') + '"'  # noqa: E731
     mask_size = m.mask_roi_aligner.crop_size * m.mask_head.upsample_factor
     lm = run.data_dir / "label_map.pbtxt"
@@ -587,8 +658,7 @@ def od_pipeline_config(run: Run) -> str:
     return f"""\
 # TF Object Detection API pipeline for this run, generated from {run.config_path.name}
 # (model preset {u.model.preset}; the feature extractor {p.od_feature_extractor}
-# {match}). fine_tune_checkpoint must be an OD API (TF2) checkpoint: Model Garden
-# checkpoints do not load there.
+# {match}).
 model {{
   faster_rcnn {{
     num_classes: {max(run.label_map.ids)}
@@ -601,10 +671,31 @@ model {{
     }}
     feature_extractor {{
       type: {q(p.od_feature_extractor)}
+      batch_norm_trainable: true
       fpn {{
         min_level: {m.min_level}
         max_level: {m.max_level}
       }}
+      conv_hyperparams {{
+        activation: RELU_6
+        regularizer {{
+          l2_regularizer {{
+            weight: {l2}
+          }}
+        }}
+        initializer {{
+          truncated_normal_initializer {{
+            stddev: 0.03
+            mean: 0.0
+          }}
+        }}
+        batch_norm {{
+          scale: true
+          decay: 0.997
+          epsilon: 0.001
+        }}
+      }}
+      override_base_feature_extractor_hyperparams: true
     }}
     first_stage_anchor_generator {{
       multiscale_anchor_generator {{
@@ -615,6 +706,20 @@ model {{
         scales_per_octave: {m.anchor.num_scales}
       }}
     }}
+    first_stage_box_predictor_conv_hyperparams {{
+      op: CONV
+      regularizer {{
+        l2_regularizer {{
+          weight: {l2}
+        }}
+      }}
+      initializer {{
+        truncated_normal_initializer {{
+          stddev: 0.01
+        }}
+      }}
+    }}
+    first_stage_nms_score_threshold: 0.0
     first_stage_nms_iou_threshold: {m.roi_generator.nms_iou_threshold}
     first_stage_max_proposals: {m.roi_generator.num_proposals}
     first_stage_localization_loss_weight: 1.0
@@ -629,7 +734,7 @@ model {{
           op: FC
           regularizer {{
             l2_regularizer {{
-              weight: {run.experiment.task.losses.l2_weight_decay}
+              weight: {l2}
             }}
           }}
           initializer {{
@@ -651,7 +756,7 @@ model {{
           op: CONV
           regularizer {{
             l2_regularizer {{
-              weight: {run.experiment.task.losses.l2_weight_decay}
+              weight: {l2}
             }}
           }}
           initializer {{
@@ -693,8 +798,11 @@ train_config {{
     }}
     use_moving_average: false
   }}
-  fine_tune_checkpoint: {q(ckpt)}
-  fine_tune_checkpoint_type: {q("detection" if ckpt else "")}
+  # Empty: train from scratch. To fine-tune, put an OD API (TF2) checkpoint here, e.g.
+  # "PATH/checkpoint/ckpt-0" of a TF2 Detection Model Zoo Mask/Faster R-CNN. Model Garden
+  # checkpoints (model.init_checkpoint, our runs, the registry) do not load in the OD API.
+  fine_tune_checkpoint: ""
+  fine_tune_checkpoint_type: "detection"
   fine_tune_checkpoint_version: V2
 }}
 train_input_reader {{

@@ -21,19 +21,16 @@ def build_model(run: Run):
 
 def find_checkpoint(checkpoint_or_run_dir: str | os.PathLike) -> str:
     """A checkpoint prefix from a prefix (``run/ckpt-1000``), its ``.index`` file, or a run
-    dir (its latest checkpoint). UserError when there is none."""
-    import tensorflow as tf
+    dir (its latest checkpoint), by :func:`modeling.checkpoints.checkpoint_prefix`.
+    UserError when there is none."""
+    from modeling.checkpoints import checkpoint_prefix
     p = Path(checkpoint_or_run_dir)
+    prefix = checkpoint_prefix(p)
+    if prefix is not None:
+        return str(prefix)
     if p.is_dir():
-        latest = tf.train.latest_checkpoint(str(p))
-        if latest is None:
-            raise UserError(f"run dir {str(p)!r} has no checkpoint yet; train first with "
-                            f"`python train.py --config CONFIG`")
-        return latest
-    if p.suffix == ".index" and p.is_file():
-        return str(p.with_suffix(""))
-    if Path(str(p) + ".index").is_file():
-        return str(p)
+        raise UserError(f"run dir {str(p)!r} has no checkpoint yet; train first with "
+                        f"`python train.py --config CONFIG`")
     raise UserError(f"checkpoint {str(p)!r} not found; give a run dir or a checkpoint prefix "
                     f"such as RUN_DIR/ckpt-1000")
 

@@ -90,21 +90,22 @@ def make_strategy(name: str):
 
 
 def set_precision(run: Run) -> str:
-    """Set Keras' global dtype policy (before the model is built); returns its name."""
+    """Set Keras' global dtype policy (before the model is built) from the experiment's
+    ``runtime.mixed_precision_dtype``, which load_run already decided by the device (so
+    pipeline.yaml says what runs); returns the policy's name."""
     import tensorflow as tf
     from official.modeling import performance
-    if run.user.runtime.mixed_precision and not tf.config.list_logical_devices("GPU"):
+    mixed = run.experiment.runtime.mixed_precision_dtype == "float16"
+    if run.user.runtime.mixed_precision and not mixed:
         print("note: runtime.mixed_precision is on but there is no GPU; training in float32 "
               "(float16 on a CPU is slower, not faster)")
-        performance.set_mixed_precision_policy(tf.float32)
-        return "float32"
-    dtype = tf.float16 if run.user.runtime.mixed_precision else tf.float32
-    performance.set_mixed_precision_policy(dtype)
-    return "mixed_float16" if run.user.runtime.mixed_precision else "float32"
+    performance.set_mixed_precision_policy(tf.float16 if mixed else tf.float32)
+    return "mixed_float16" if mixed else "float32"
 
 
 # ---------------------------------------------------------------------------------------
-# Checkpoint helpers (shared with modeling/model.py)
+# Checkpoints of the run dir (prefix resolution for users' paths is
+# modeling.checkpoints.checkpoint_prefix, used by modeling/model.py)
 
 def latest_checkpoint(run_dir: str | Path) -> str | None:
     import tensorflow as tf
@@ -137,11 +138,13 @@ def _check_same_run(run: Run) -> None:
             f"give a new run_dir, or delete the old one to start over")
 
 
-def _init_from_checkpoint(model, name_or_path: str) -> None:
-    """Initialize a fresh model from a checkpoint by name and shape (the lead's
-    modeling/checkpoints.py: registry download + sha256, partial restore with a table)."""
+def _init_from_checkpoint(run: Run, model, name_or_path: str) -> None:
+    """Initialize a fresh model from a checkpoint by name and shape (modeling/checkpoints.py:
+    registry download + sha256, partial restore with a table), then record the now local
+    checkpoint in the run's pipeline.yaml for Model Garden's own trainer."""
     from modeling.checkpoints import resolve_checkpoint, restore_partial
     restore_partial(model, resolve_checkpoint(name_or_path))
+    run.refresh_init_checkpoint()
 
 
 # ---------------------------------------------------------------------------------------
@@ -211,6 +214,7 @@ class Trainer:
 
         self.step_fn, self.bare_step_fn = step_fn, bare_step_fn
         self.step_times: list[float] = []  # perf_counter() after each step (bench/train.py)
+        self._next_step: int | None = None  # where a later fit(until=...) call continues
 
     @property
     def iterator(self):
@@ -234,20 +238,28 @@ class Trainer:
             return step
         value = init_checkpoint_value(self.run)  # absolute path or registry name
         if value:
-            _init_from_checkpoint(self.model, value)
+            _init_from_checkpoint(self.run, self.model, value)
         return 0
 
     def save(self, step: int) -> str:
         return self.manager.save(checkpoint_number=step)
 
-    def fit(self, evaluate_at_end: bool = True, progress: bool = True) -> TrainSummary:
+    def fit(self, evaluate_at_end: bool = True, progress: bool = True,
+            until: int | None = None) -> TrainSummary:
+        """Train to ``train.steps``, or only to step ``until`` (bench/train.py times blocks
+        of steps this way: a later call continues where the last one stopped, without
+        restoring)."""
         import tensorflow as tf
         from tqdm import tqdm
 
         run, u = self.run, self.run.user
         steps, t = u.train.steps, u.train
-        start = self.restore_or_initialize()
-        run.save()  # pipeline.yaml, pipeline.config, config.yaml, label_map.pbtxt
+        if self._next_step is None:
+            start = self.restore_or_initialize()
+            run.save()  # pipeline.yaml, pipeline.config, config.yaml, label_map.pbtxt
+        else:
+            start = self._next_step
+        end = steps if until is None else min(until, steps)
         summary = TrainSummary(run.run_dir, start, start, 0.0)
         if start >= steps:
             summary.already_finished = True
@@ -255,6 +267,8 @@ class Trainer:
         writer = tf.summary.create_file_writer(str(run.run_dir / "train"))
         evaluator = None
         prev = np.zeros((2, len(self.metric_names)))
+        for m in self.metrics:  # running totals start with prev (a fit(until=...) may
+            m.reset_states()    # have stopped mid-window)
         window: dict[str, list[float]] = {}
         step = start
         n = self.strategy.num_replicas_in_sync
@@ -265,7 +279,7 @@ class Trainer:
         bar = tqdm(total=steps, initial=start, unit="step", disable=not progress,
                    dynamic_ncols=True, desc="train")
         try:
-            while step < steps:
+            while step < end:
                 out = self.step_fn(self.iterator).numpy().astype(np.float64)
                 step += 1
                 delta = out - prev
@@ -309,6 +323,7 @@ class Trainer:
         finally:
             bar.close()
             writer.close()
+            self._next_step = step
         summary.end_step = step
         summary.seconds = time.time() - t0
         return summary

@@ -183,3 +183,69 @@ def test_offline_error_says_where_to_put_the_file(tmp_path):
     _spec("http://127.0.0.1:9/never.tar.gz", name="offline")
     with pytest.raises(UserError, match="put the file"):
         ck.resolve_checkpoint("offline", tmp_path / "cache", progress=False)
+
+
+def test_first_download_digest_is_trusted_and_later_downloads_must_match(tmp_path):
+    cache = tmp_path / "cache"
+    with _Server(_archive(tmp_path / "a")) as url:
+        _spec(url, name="tofu")
+        ck.resolve_checkpoint("tofu", cache, progress=False)
+    assert "tofu/mymodel.tar.gz" in (cache / "sha256.json").read_text()
+    import shutil
+    shutil.rmtree(cache / "tofu")  # cache cleared; upstream now serves other bytes
+    with _Server(_archive(tmp_path / "b")) as url:
+        _spec(url, name="tofu")
+        with pytest.raises(UserError, match="sha256"):
+            ck.resolve_checkpoint("tofu", cache, progress=False)
+    assert not (cache / "tofu").exists()
+
+
+def test_one_prefix_resolver_for_model_restore(tmp_path):
+    from modeling.model import find_checkpoint
+    path = _save({"model": Tiny(3)}, tmp_path / "run" / "ckpt-4")
+    assert find_checkpoint(tmp_path / "run") == path == find_checkpoint(path + ".index")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no checkpoint yet"):
+        find_checkpoint(tmp_path / "empty")
+    with pytest.raises(UserError, match="not found"):
+        find_checkpoint(tmp_path / "nothing" / "ckpt-1")
+
+
+@pytest.mark.slow
+def test_real_mask_rcnn_into_a_label_map_with_more_classes(tiny_run, tmp_path):
+    """tiny_run's checkpoint (2 classes) into the same Model Garden Mask R-CNN built for 4
+    classes: exactly the class-dependent kernels and biases start fresh."""
+    import shutil
+
+    from core.label_map import LabelMap, write_label_map
+    from modeling.config import load_run
+    from modeling.model import build_model
+    data = tmp_path / "data"
+    shutil.copytree(tiny_run.data_dir, data)
+    write_label_map(data / "label_map.pbtxt",
+                    LabelMap.from_names(["box", "disc", "ring", "star"]))
+    run = load_run(tiny_run.config_path, {"data": str(data), "run_dir": str(tmp_path / "r")})
+    assert run.experiment.task.model.num_classes == 5
+    model = build_model(run)
+    fresh = {id(v): v.numpy().copy() for v in model.variables}
+    report = ck.restore_partial(model, tiny_run.run_dir, verbose=False)
+
+    mismatched = {var_name.split("/")[-2] + "/" + var_name.split("/")[-1].split(":")[0]
+                  for *_, var_name in report.shape_mismatch}
+    assert mismatched == {f"{layer}/{w}" for layer in ("detection-scores", "detection-boxes",
+                                                       "mask-logits")
+                          for w in ("kernel", "bias")}
+    assert not report.not_in_checkpoint
+    assert len(report.restored) + len(report.shape_mismatch) == len(model.variables)
+    reader = tf.train.load_checkpoint(report.checkpoint)
+    keys = {k: s for k, s in reader.get_variable_to_shape_map().items()
+            if k.endswith("VARIABLE_VALUE") and "OPTIMIZER_SLOT" not in k}
+    for v in model.variables:
+        if any(c in v.name for c in ck.CLASS_DEPENDENT):
+            np.testing.assert_array_equal(v.numpy(), fresh[id(v)])  # left as initialized
+        else:
+            # Restored: equal to a checkpoint tensor of its shape (ties of identical
+            # initial values, e.g. BN betas at 0, make this a weak check; the report's
+            # count above is the strict one).
+            same = [k for k, s in keys.items() if s == v.shape.as_list()]
+            assert any(np.array_equal(v.numpy(), reader.get_tensor(k)) for k in same), v.name

@@ -197,10 +197,27 @@ def parse_text_proto(text: str) -> dict:
     return message(None)
 
 
+def _hyperparams(block: dict, what: str) -> None:
+    """What the OD API's hyperparams_builder.build needs: an op-compatible block with a
+    set regularizer and initializer oneof (an empty one raises "Unknown initializer
+    function: None")."""
+    assert isinstance(block, dict) and block, f"{what}: missing or empty"
+    init = block.get("initializer")
+    assert isinstance(init, dict) and len(init) == 1, f"{what}: no initializer"
+    (kind, params), = init.items()
+    assert kind in ("truncated_normal_initializer", "variance_scaling_initializer",
+                    "random_normal_initializer"), what
+    assert isinstance(params, dict) and params, f"{what}: empty {kind}"
+    reg = block.get("regularizer")
+    assert isinstance(reg, dict) and reg.get("l2_regularizer", {}).get("weight") is not None, \
+        f"{what}: no regularizer"
+
+
 def test_od_api_pipeline_config_fields(tmp_path, data):
-    ckpt_dir = tmp_path / "ckpt"
-    ckpt_dir.mkdir()
-    (ckpt_dir / "ckpt-0.index").write_bytes(b"")
+    import tensorflow as tf
+    bb = tf.Module()
+    bb.kernel = tf.Variable(tf.zeros([3, 3]))
+    prefix = tf.train.Checkpoint(backbone=bb).write(str(tmp_path / "ckpt" / "ckpt-0"))
     run = load_run(write(tmp_path, base(data, "model:\n  init_checkpoint: ckpt/ckpt-0\n"
                                               "  image_size: 320\n")))
     pc = parse_text_proto(run.pipeline_config())
@@ -208,11 +225,34 @@ def test_od_api_pipeline_config_fields(tmp_path, data):
     assert frcnn["num_classes"] == 2  # the OD API counts no background
     assert frcnn["number_of_stages"] == 3
     assert frcnn["image_resizer"]["fixed_shape_resizer"] == {"height": 320, "width": 320}
-    assert frcnn["second_stage_box_predictor"]["mask_rcnn_box_predictor"][
-        "predict_instance_masks"] is True
+    # Every block the OD API's model builder requires, complete.
+    _hyperparams(frcnn["first_stage_box_predictor_conv_hyperparams"],
+                 "first_stage_box_predictor_conv_hyperparams")
+    assert frcnn["first_stage_box_predictor_conv_hyperparams"]["op"] == "CONV"
+    fe = frcnn["feature_extractor"]
+    assert fe["type"] == "faster_rcnn_resnet50_fpn_keras"
+    assert fe["fpn"] == {"min_level": 2, "max_level": 6}
+    _hyperparams(fe["conv_hyperparams"], "feature_extractor.conv_hyperparams")
+    assert fe["conv_hyperparams"]["activation"] == "RELU_6"
+    assert fe["conv_hyperparams"]["batch_norm"]["decay"] > 0
+    assert fe["override_base_feature_extractor_hyperparams"] is True
+    box = frcnn["second_stage_box_predictor"]["mask_rcnn_box_predictor"]
+    _hyperparams(box["fc_hyperparams"], "mask_rcnn_box_predictor.fc_hyperparams")
+    assert box["fc_hyperparams"]["op"] == "FC"
+    _hyperparams(box["conv_hyperparams"], "mask_rcnn_box_predictor.conv_hyperparams")
+    assert box["predict_instance_masks"] is True
+    m = run.experiment.task.model
+    assert box["mask_height"] == box["mask_width"] == (
+        m.mask_roi_aligner.crop_size * m.mask_head.upsample_factor)
+    assert box["mask_prediction_num_conv_layers"] == m.mask_head.num_convs
+    assert box["mask_prediction_conv_depth"] == m.mask_head.num_filters
+    assert frcnn["second_stage_mask_prediction_loss_weight"] > 0
+    anchors = frcnn["first_stage_anchor_generator"]["multiscale_anchor_generator"]
+    assert anchors["aspect_ratios"] and anchors["scales_per_octave"] >= 1
+    # Model Garden checkpoints do not load in the OD API: left for the user to fill.
     tc = pc["train_config"]
-    assert tc["fine_tune_checkpoint"] == str((ckpt_dir / "ckpt-0").resolve())
-    assert tc["fine_tune_checkpoint_type"] == "detection"
+    assert tc["fine_tune_checkpoint"] == ""
+    assert "OD API (TF2) checkpoint" in run.pipeline_config()
     for reader, split in (("train_input_reader", "train"), ("eval_input_reader", "val")):
         r = pc[reader]
         assert r["label_map_path"] == str(run.data_dir / "label_map.pbtxt")
@@ -220,6 +260,76 @@ def test_od_api_pipeline_config_fields(tmp_path, data):
         assert r["tf_record_input_reader"]["input_path"] == str(
             run.data_dir / f"{split}-*.tfrecord")
     assert "coco_mask_metrics" in pc["eval_config"]["metrics_set"]
+    # pipeline.yaml: the local checkpoint, with the module it holds, for Model Garden.
+    t = run.experiment.task
+    assert t.init_checkpoint == prefix and t.init_checkpoint_modules == "backbone"
+
+
+def _mask_rcnn_like_checkpoint(prefix: Path, num_classes: int) -> str:
+    """A checkpoint laid out like our and Model Garden's trainer's: root ``model`` plus the
+    model's checkpoint_items (``backbone``, ``decoder``, ``detection_head``)."""
+    import tensorflow as tf
+    bb, dec, head, cls = tf.Module(), tf.Module(), tf.Module(), tf.Module()
+    bb.kernel = tf.Variable(tf.zeros([3, 3]))
+    dec.kernel = tf.Variable(tf.zeros([3, 2]))
+    cls.kernel = tf.Variable(tf.zeros([8, num_classes]))
+    head._classifier = cls
+    model = tf.Module()
+    model.backbone, model.decoder, model.detection_head = bb, dec, [head]
+    return tf.train.Checkpoint(model=model, backbone=bb, decoder=dec,
+                               detection_head=[head]).write(str(prefix))
+
+
+@pytest.mark.parametrize("classes, modules", [(3, "all"), (5, "backbone,decoder")])
+def test_pipeline_yaml_init_modules_never_all_for_other_class_count(tmp_path, data, classes,
+                                                                     modules):
+    # data has 2 classes: Model Garden's num_classes is 3. With "all" a 5-class checkpoint
+    # fails Model Garden's assert_existing_objects_matched.
+    prefix = _mask_rcnn_like_checkpoint(tmp_path / "prev" / "ckpt-9", classes)
+    run = load_run(write(tmp_path, base(data, "model:\n  init_checkpoint: prev\n")))
+    t = run.experiment.task
+    assert t.init_checkpoint == prefix and t.init_checkpoint_modules == modules
+    assert not run.init_note
+
+
+def test_pipeline_yaml_registry_checkpoint_before_and_after_download(tmp_path, data,
+                                                                     monkeypatch):
+    import tensorflow as tf
+    from official.core import exp_factory
+    from official.modeling import hyperparams
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MASKRCNN_TOOLKIT_CACHE", str(cache))
+    cfg = write(tmp_path, base(data, "model:\n  init_checkpoint: retinanet_resnet50fpn_coco\n"))
+    run = load_run(cfg)
+    # Not downloaded yet: empty for Model Garden's trainer, and pipeline.yaml says so.
+    assert run.experiment.task.init_checkpoint == ""
+    run.save()
+    text = (run.run_dir / "pipeline.yaml").read_text()
+    assert text.startswith("# model.init_checkpoint 'retinanet_resnet50fpn_coco' is not "
+                           "downloaded yet")
+    exp = hyperparams.override_params_dict(exp_factory.get_exp_config(
+        "maskrcnn_resnetfpn_coco"), str(run.run_dir / "pipeline.yaml"), is_strict=True)
+    assert exp.as_dict() == run.experiment.as_dict()  # the comment is only a comment
+    # Downloaded (here: put into the cache as the download would): the local prefix and the
+    # modules the registry entry restores.
+    bb, dec = tf.Module(), tf.Module()
+    bb.kernel, dec.kernel = tf.Variable(tf.zeros([2])), tf.Variable(tf.zeros([2]))
+    prefix = tf.train.Checkpoint(backbone=bb, decoder=dec).write(
+        str(cache / "retinanet_resnet50fpn_coco" / "ckpt-1"))
+    run.refresh_init_checkpoint()  # what the trainer does after resolving the name
+    run.save()
+    assert not (run.run_dir / "pipeline.yaml").read_text().startswith("#")
+    t = run.experiment.task
+    assert t.init_checkpoint == prefix and t.init_checkpoint_modules == "backbone,decoder"
+    assert load_run(cfg).experiment.task.init_checkpoint == prefix  # later loads, too
+
+
+def test_mixed_precision_is_what_runs(tmp_path, data):
+    from modeling.config import gpu_available
+    run = load_run(write(tmp_path, base(data, "runtime:\n  mixed_precision: true\n")))
+    want = "float16" if gpu_available() else "float32"
+    assert run.experiment.runtime.mixed_precision_dtype == want
+    assert yaml.safe_load(run.pipeline_yaml())["runtime"]["mixed_precision_dtype"] == want
 
 
 def test_shipped_configs_are_valid():
@@ -242,3 +352,19 @@ def test_print_config_cli(tmp_path, data, capsys):
     assert train.main(["--config", str(cfg), "--set", "train.stepz=3"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "did you mean 'steps'" in err
+
+
+def test_train_cli_turns_sigterm_into_keyboard_interrupt(tmp_path):
+    import os
+    import signal
+    import time
+
+    import train
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        assert train.main(["--config", str(tmp_path / "missing.yaml")]) == 2
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # Python runs the handler here at the latest
+    finally:
+        signal.signal(signal.SIGTERM, old)

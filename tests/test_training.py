@@ -94,6 +94,28 @@ def test_non_finite_loss_message():
     assert "rpn_box_loss=0.25" in msg and "learning_rate" in msg
 
 
+def test_non_finite_loss_stops_the_real_loop(tiny_run, tmp_path):
+    """The real training loop on tiny_run's config, fresh run dir, with a NaN put into the
+    mask head's last bias: the first step's mask loss is NaN and training stops there with
+    the step and every loss, before any checkpoint."""
+    import numpy as np
+
+    from modeling.config import load_run
+    from modeling.training import NonFiniteLoss, Trainer, latest_checkpoint
+    run = load_run(tiny_run.config_path, {"run_dir": str(tmp_path / "run"),
+                                          "train.steps": 3})
+    trainer = Trainer(run)
+    bias, = [v for v in trainer.model.variables if "mask-logits/bias" in v.name]
+    bias.assign(np.full(bias.shape, np.nan, np.float32))
+    with pytest.raises(NonFiniteLoss) as e:
+        trainer.fit(evaluate_at_end=False, progress=False)
+    msg = str(e.value)
+    assert "non-finite loss at step 1:" in msg
+    assert "mask_loss=nan" in msg and "total_loss=nan" in msg
+    assert "rpn_score_loss=" in msg  # every component of the loss dict is named
+    assert latest_checkpoint(tmp_path / "run") is None
+
+
 TWO_CPUS = """
 import sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
