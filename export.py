@@ -5,7 +5,8 @@
     python export.py --config X --out DIR --score-threshold 0.3
 
 Writes DIR/saved_model/, DIR/frozen_graph.pb, DIR/label_map.pbtxt, DIR/metadata.json,
-atomically (a failed export leaves no DIR).
+atomically (a failed export leaves no DIR), and prints one summary line. Ctrl-C prints one
+line and exits 130, leaving no DIR (or the old one, with --overwrite, untouched).
 """
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        # The export is built in a temporary sibling folder (core.atomic.atomic_dir), which
+        # is removed on the way out: --out is as it was before (absent, or the old export).
+        print(f"interrupted: no export written ({args.out!r} is as it was before)",
+              file=sys.stderr)
         return 130
     return 0
 

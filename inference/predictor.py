@@ -15,8 +15,16 @@ It recognizes by itself what ``path`` is:
   ``detection_scores:0``, ``detection_classes:0``, ``num_detections:0`` and optionally
   ``detection_masks:0``; our own ``DIR/frozen_graph.pb`` is one too.
 
+A folder holding both ``frozen_inference_graph.pb`` and ``saved_model/`` (the TF1 model
+zoo's tarballs ship both) loads the frozen graph: it is what TF1 OD API tutorials run, and
+a TF1-exported ``saved_model/`` loads in TF2 only through the v1 compatibility loader, with
+the older ``inputs`` signature. Pass ``DIR/saved_model`` to load that one instead. Our own
+export folder (``saved_model/`` + ``frozen_graph.pb``) loads its SavedModel.
+
 Box-relative masks are pasted with the OD API's reframing (``core.masks.paste_box_masks``)
-and thresholded at > 0.5. Whatever the model, the result is ``core.detections.Detections``:
+and thresholded at > 0.5, after the score threshold and class filter, so only the kept
+rows are pasted (OD API models return up to 100 rows, mostly low scores; each pasted row
+is a float32 [H, W] array). Whatever the model, the result is ``core.detections.Detections``:
 boxes float32 (ymin, xmin, ymax, xmax) in pixels of the image passed in, bool masks
 [N, H, W] at that size (None for a box-only model), label-map ids and names.
 
@@ -38,7 +46,6 @@ from core.masks import paste_box_masks
 from inference.images import check_image, load_image  # noqa: F401  (re-exported)
 
 OD_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
-FROZEN_NAMES = ("frozen_inference_graph.pb", "frozen_graph.pb")
 EXPECTED = ("an export folder from export.py (saved_model/ + metadata.json), a SavedModel "
             "folder (saved_model.pb, e.g. from the OD API's exporter_main_v2.py), or a TF1 "
             "frozen graph .pb (or a folder holding frozen_inference_graph.pb)")
@@ -51,7 +58,21 @@ def _tf():
 
 # --------------------------------------------------------------------------- backends
 # Each backend maps a batch uint8 [B, H, W, 3] (one size) to B tuples
-# (boxes px [n, 4], scores [n], class ids [n], bool masks [n, H, W] or None).
+# (boxes px float32 [n, 4], scores float32 [n], class ids int32 [n], masks), masks being
+# 0/1 uint8 [n, H, W] (already at image size), a _BoxMasks (pasted later, kept rows only)
+# or None (a box-only model).
+
+class _BoxMasks:
+    """Box-relative masks not yet pasted: ``box_masks`` float32 [n, mh, mw] probabilities
+    covering ``boxes`` float32 [n, 4] (ymin, xmin, ymax, xmax) normalized by image size."""
+
+    def __init__(self, box_masks: np.ndarray, boxes: np.ndarray):
+        self.box_masks, self.boxes = box_masks, boxes
+
+    def paste(self, rows: np.ndarray, height: int, width: int) -> np.ndarray:
+        """bool [len(rows), height, width]: the given rows only, pasted and > 0.5."""
+        return paste_box_masks(self.box_masks[rows], self.boxes[rows], height, width) > 0.5
+
 
 class _ExportBackend:
     """Our SavedModel (or the in-memory serving function): outputs are final already."""
@@ -67,13 +88,13 @@ class _ExportBackend:
         for b in range(len(batch)):
             n = int(out["num_detections"][b])
             res.append((out["detection_boxes"][b, :n], out["detection_scores"][b, :n],
-                        out["detection_classes"][b, :n],
-                        out["detection_masks"][b, :n].astype(bool)))
+                        out["detection_classes"][b, :n], out["detection_masks"][b, :n]))
         return res
 
 
 def _od_api_to_results(out: dict, h: int, w: int) -> list:
-    """OD API outputs (numpy, normalized boxes, float classes, box-relative masks)."""
+    """OD API outputs (numpy, normalized boxes, float classes, box-relative masks) → the
+    backend tuples; masks stay box-relative (:class:`_BoxMasks`) until rows are chosen."""
     res = []
     scale = np.array([h, w, h, w], np.float32)
     for b in range(out["detection_boxes"].shape[0]):
@@ -81,7 +102,7 @@ def _od_api_to_results(out: dict, h: int, w: int) -> list:
         nboxes = out["detection_boxes"][b, :n].astype(np.float32)
         masks = None
         if "detection_masks" in out:
-            masks = paste_box_masks(out["detection_masks"][b, :n], nboxes, h, w) > 0.5
+            masks = _BoxMasks(np.asarray(out["detection_masks"][b, :n], np.float32), nboxes)
         res.append((nboxes * scale, out["detection_scores"][b, :n],
                     np.rint(out["detection_classes"][b, :n]).astype(np.int32), masks))
     return res
@@ -141,8 +162,20 @@ class _FrozenGraphBackend:
 
 # --------------------------------------------------------------------------- loading
 
+def _is_class_id(c) -> bool:
+    """An int id, or a string of digits (as CLIs pass them)."""
+    return (isinstance(c, (int, np.integer)) and not isinstance(c, bool)) or (
+        isinstance(c, str) and c.isdigit())
+
+
 def _find_model(path: Path) -> tuple[str, Path]:
-    """(kind, location): kind is 'saved_model' or 'frozen_graph'."""
+    """(kind, location): kind is 'saved_model' or 'frozen_graph'.
+
+    In a folder, in this order: ``saved_model.pb`` (a SavedModel folder), then
+    ``frozen_inference_graph.pb`` (a TF1 zoo folder: its frozen graph wins over the
+    ``saved_model/`` beside it, see the module docstring), then ``saved_model/`` (our
+    export, exporter_main_v2.py's output), then ``frozen_graph.pb``.
+    """
     if not path.exists():
         raise UserError(f"model path {str(path)!r} does not exist; expected {EXPECTED}")
     if path.is_file():
@@ -153,11 +186,12 @@ def _find_model(path: Path) -> tuple[str, Path]:
         raise UserError(f"model file {str(path)!r} is not a .pb; expected {EXPECTED}")
     if (path / "saved_model.pb").is_file():
         return "saved_model", path
+    if (path / "frozen_inference_graph.pb").is_file():
+        return "frozen_graph", path / "frozen_inference_graph.pb"
     if (path / "saved_model" / "saved_model.pb").is_file():
         return "saved_model", path / "saved_model"
-    for name in FROZEN_NAMES:
-        if (path / name).is_file():
-            return "frozen_graph", path / name
+    if (path / "frozen_graph.pb").is_file():
+        return "frozen_graph", path / "frozen_graph.pb"
     found = sorted(p.name for p in path.iterdir())[:10]
     raise UserError(f"{str(path)!r} is not a model folder (it holds {found or 'nothing'}); "
                     f"expected {EXPECTED}")
@@ -256,6 +290,15 @@ class Predictor:
         self.label_map = label_map if label_map is not None else LabelMap({})
         self.score_threshold = float(score_threshold)
         self.classes = None if classes is None else list(classes)
+        if self.classes is not None and not len(self.label_map):
+            names = [c for c in self.classes if not _is_class_id(c)]
+            if names:
+                model = repr(str(self.path)) if self.path is not None else "the model"
+                raise UserError(
+                    f"classes {names} are class names, but {model} has no label map (none "
+                    f"given and no label_map.pbtxt beside it), so no detection could match "
+                    f"them; pass a label map with those names (label_map=, annotate.py "
+                    f"--label-map) or give class ids instead, which work without one")
         if self.classes is not None:
             known = {str(i) for i in self.label_map.ids} | set(self.label_map.names)
             unknown = [c for c in self.classes if str(c) not in known]
@@ -288,10 +331,27 @@ class Predictor:
         return results
 
     def _to_detections(self, raw, size) -> Detections:
+        """Filter first (score threshold, classes), then paste box-relative masks of the
+        kept rows only: the result equals pasting every row and ``Detections.filter``."""
         boxes, scores, class_ids, masks = raw
-        det = Detections(boxes, scores, class_ids,
-                         [self.label_map.name(c) for c in class_ids], size, masks)
-        return det.filter(self.score_threshold, self.classes)
+        names = [self.label_map.name(c) for c in class_ids]
+        rows = np.flatnonzero(self._keep(scores, class_ids, names))
+        if isinstance(masks, _BoxMasks):
+            masks = masks.paste(rows, *size)
+        elif masks is not None:
+            masks = masks[rows]
+        return Detections(boxes[rows], scores[rows], class_ids[rows],
+                          [names[i] for i in rows], size, masks)
+
+    def _keep(self, scores: np.ndarray, class_ids: np.ndarray, names: list[str]) -> np.ndarray:
+        """bool [n]: ``Detections.filter``'s rule (score >= threshold; id or name in
+        ``classes``), read at call time so changing the attributes takes effect."""
+        keep = np.asarray(scores) >= self.score_threshold
+        if self.classes is not None:
+            wanted = {str(c) for c in self.classes}
+            keep &= np.array([str(int(i)) in wanted or n in wanted
+                              for i, n in zip(class_ids, names)], bool).reshape(-1)
+        return keep
 
     def close(self):
         if isinstance(self._backend, _FrozenGraphBackend):

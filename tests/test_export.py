@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -155,17 +156,44 @@ def test_load_detector_matches_export(tiny_export_model, tiny_export, saved_out)
     assert (det.masks != saved_out["detection_masks"][0, :n].astype(bool)).mean() < 1e-3
 
 
-def test_failed_export_leaves_no_folder(tiny_export_model, tmp_path, monkeypatch):
-    import modeling.exporting as exporting
-    model, run, _ = tiny_export_model
+def test_cli_exports_with_one_summary_line(tiny_export_cli, tiny_run):
+    """``tiny_export`` is export.py's own output (tests/fixtures/export.py): its exit status
+    and its one line, whose sizes and threshold are the export's."""
+    out, r = tiny_export_cli
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1, r.stdout
+    m = re.fullmatch(rf"exported {len(tiny_run.label_map)} classes in \d+ s to "
+                     rf"{re.escape(str(out))}: saved_model/ ([\d.]+) MB, frozen_graph.pb "
+                     rf"([\d.]+) MB, score threshold 0.0001", lines[0])
+    assert m, lines[0]
+    saved_mb = sum(f.stat().st_size for f in (out / "saved_model").rglob("*") if f.is_file())
+    assert float(m[1]) == round(saved_mb / 1e6, 1) > 0
+    assert float(m[2]) == round((out / "frozen_graph.pb").stat().st_size / 1e6, 1) > 0
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["config"] == str(tiny_run.config_path)
 
-    def crash(module):  # after the SavedModel is written into the temporary folder
+
+def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_folder(tiny_export_model, tmp_path,
+                                                               monkeypatch, capsys):
+    """export.py's main() on Ctrl-C midway (after the SavedModel is written into the
+    temporary folder): one line on stderr, exit 130, no DIR and no temporary left."""
+    import export as export_cli
+    import modeling.exporting as exporting
+    model, run, checkpoint = tiny_export_model
+    # The session's already restored model instead of building a second one.
+    monkeypatch.setattr(exporting, "_build_and_restore", lambda run, ckpt: (model, checkpoint))
+
+    def ctrl_c(module):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(exporting, "freeze", crash)
-    with pytest.raises(KeyboardInterrupt):
-        exporting.export_model(model, run.experiment, run.label_map, tmp_path / "out",
-                               quiet=True)
+    monkeypatch.setattr(exporting, "freeze", ctrl_c)
+    out = tmp_path / "out"
+    assert export_cli.main(["--config", str(run.config_path), "--out", str(out)]) == 130
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("interrupted: no export written") and str(out) in captured.err
+    assert captured.err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
 
 

@@ -2,12 +2,15 @@
 
 Two hand-made models with known outputs (a TF1 frozen graph with the OD API's tensor names,
 a tf.Module SavedModel with the OD API's exporter_main_v2 signature) give exact expected
-Detections; the real tiny export checks our own SavedModel and frozen graph.
+Detections, masks included: those are computed by hand here (``hand_mask``), not with
+``core.masks.paste_box_masks``, which the code under test uses. The real tiny export checks
+our own SavedModel and frozen graph.
 """
 from __future__ import annotations
 
 import copy
 import io
+import shutil
 
 import numpy as np
 import pytest
@@ -15,12 +18,13 @@ from PIL import Image
 
 from core.errors import UserError
 from core.label_map import LabelMap, read_label_map, write_label_map
-from core.masks import paste_box_masks
 from inference.images import load_image
 from inference.predictor import Predictor
 
 # Known OD API-style outputs: normalized boxes, float classes, box-relative 4x4 masks.
-BOXES = np.array([[0.1, 0.2, 0.5, 0.6], [0.5, 0.5, 0.9, 0.9], [0, 0, 0, 0]], np.float32)
+# Box edges fall between the pixel sampling points of the test sizes (see hand_mask).
+BOXES = np.array([[0.11, 0.215, 0.51, 0.615], [0.505, 0.505, 0.905, 0.905], [0, 0, 0, 0]],
+                 np.float32)
 SCORES = np.array([0.9, 0.3, 0.0], np.float32)
 CLASSES = np.array([1.0, 2.0, 0.0], np.float32)
 BOX_MASKS = np.zeros((3, 4, 4), np.float32)
@@ -29,27 +33,29 @@ BOX_MASKS[1, :, :2] = 1.0  # the left half of the box
 LABELS = LabelMap({1: "bolt", 2: "nut"})
 
 
-def od_outputs(tf, image, with_masks=True):
+def od_outputs(tf, image, with_masks=True, known=None):
+    """``known``: (boxes, scores, classes, box masks, num) instead of the constants above."""
+    boxes, scores, classes, box_masks, num = known or (BOXES, SCORES, CLASSES, BOX_MASKS, 2)
     b = tf.shape(image)[0]
 
     def tile(x):
         x = tf.constant(x)[None]
         return tf.tile(x, tf.concat([[b], tf.ones([tf.rank(x) - 1], tf.int32)], 0))
-    out = {"detection_boxes": tile(BOXES), "detection_scores": tile(SCORES),
-           "detection_classes": tile(CLASSES),
-           "num_detections": tf.fill([b], tf.constant(2.0))}
+    out = {"detection_boxes": tile(boxes), "detection_scores": tile(scores),
+           "detection_classes": tile(classes),
+           "num_detections": tf.fill([b], tf.constant(float(num)))}
     if with_masks:
-        out["detection_masks"] = tile(BOX_MASKS)
+        out["detection_masks"] = tile(box_masks)
     return out
 
 
-def write_tf1_graph(path, names=True, with_masks=True):
+def write_tf1_graph(path, names=True, with_masks=True, known=None):
     import tensorflow as tf
     g = tf.Graph()
     with g.as_default():
         image = tf.compat.v1.placeholder(tf.uint8, [None, None, None, 3],
                                          name="image_tensor" if names else "x")
-        for k, v in od_outputs(tf, image, with_masks).items():
+        for k, v in od_outputs(tf, image, with_masks, known).items():
             tf.identity(v, name=k if names else "y_" + k)
     path.write_bytes(g.as_graph_def().SerializeToString())
     return path
@@ -81,8 +87,24 @@ def odapi_saved_model(tmp_path_factory):
     return out
 
 
+def hand_mask(box, h, w, left_fraction=1.0):
+    """The OD API's pasting (``reframe_box_masks_to_image_masks``: crop_and_resize samples
+    pixel (i, j) at the normalized image point (i / (h - 1), j / (w - 1))) worked out by
+    hand for our two box-relative masks: all ones covers exactly the pixels whose sampling
+    point lies in the box; ones in the left 2 of 4 columns interpolate to > 0.5 up to the
+    middle of the box (column 1.5 of 0..3), so ``left_fraction`` 0.5."""
+    y0, x0, y1, x1 = (float(v) for v in box)
+    ys, xs = np.arange(h) / (h - 1), np.arange(w) / (w - 1)
+    xe = x0 + left_fraction * (x1 - x0)
+    # No sampling point on an edge, where float rounding could go either way.
+    assert min(np.abs(ys[:, None] - [y0, y1]).min(), np.abs(xs[:, None] - [x0, xe]).min()) > 1e-3
+    rows = (ys >= y0) & (ys <= y1)
+    cols = (xs >= x0) & (xs <= xe)
+    return rows[:, None] & cols[None, :]
+
+
 def expected_masks(h, w):
-    return paste_box_masks(BOX_MASKS[:2], BOXES[:2], h, w) > 0.5
+    return np.stack([hand_mask(BOXES[0], h, w), hand_mask(BOXES[1], h, w, 0.5)])
 
 
 def check_known(det, h, w, names=("bolt", "nut")):
@@ -94,12 +116,13 @@ def check_known(det, h, w, names=("bolt", "nut")):
     np.testing.assert_array_equal(det.masks, expected_masks(h, w))
     if (h, w) != (51, 101):
         return
-    # By hand: the first mask fills its box (rows 0.1..0.5 of 51, cols 0.2..0.6 of 101).
-    m = det.masks[0]
-    assert m[15, 40] and not m[0, 0] and not m[30, 40] and not m[15, 70]
-    assert abs(int(m.sum()) - 21 * 41) <= 3 * (21 + 41)
-    # The second is the left half of its box only.
-    assert det.masks[1][35, 55] and not det.masks[1][35, 85]
+    # Pixel by pixel at 51 x 101: the first mask fills rows i/50 in [0.11, 0.51] (6..25) and
+    # columns j/100 in [0.215, 0.615] (22..61); the second, rows i/50 in [0.505, 0.905]
+    # (26..45) and the left half of its columns, j/100 in [0.505, 0.705] (51..70).
+    for m, (r0, r1, c0, c1) in zip(det.masks, [(6, 25, 22, 61), (26, 45, 51, 70)]):
+        want = np.zeros((h, w), bool)
+        want[r0:r1 + 1, c0:c1 + 1] = True
+        np.testing.assert_array_equal(m, want)
 
 
 def test_tf1_frozen_graph_folder(tf1_graph):
@@ -120,6 +143,55 @@ def test_tf1_frozen_graph_file_threshold_classes_and_unknown_names(tf1_graph):
         Predictor(pb, label_map=LABELS, classes=["washer"])
 
 
+def test_class_names_without_a_label_map_are_refused_ids_work(tf1_graph):
+    pb = tf1_graph / "frozen_inference_graph.pb"
+    with pytest.raises(UserError) as e:
+        Predictor(pb, classes=["person", 2])  # no label map given, none beside the model
+    msg = str(e.value)
+    assert "['person']" in msg and str(pb) in msg and "label map" in msg and "ids" in msg
+    img = np.zeros((51, 101, 3), np.uint8)
+    assert Predictor(pb, score_threshold=0.0, classes=[2])(img).class_ids.tolist() == [2]
+    assert Predictor(pb, score_threshold=0.0, classes=["1"])(img).class_ids.tolist() == [1]
+
+
+def many_detections(n=100, seed=0):
+    """OD API-style outputs of a detector that returns ``n`` rows, most of them low scores
+    (as OD API models do): random boxes, descending scores, classes 1 and 2 alternating,
+    random 8x8 box-relative mask probabilities."""
+    rng = np.random.default_rng(seed)
+    corners = np.sort(rng.uniform(0, 1, (n, 2, 2)), axis=1)  # [n, (min, max), (y, x)]
+    boxes = np.concatenate([corners[:, 0], corners[:, 1]], axis=1).astype(np.float32)
+    scores = np.linspace(0.99, 0.01, n).astype(np.float32)
+    classes = np.where(np.arange(n) % 2 == 0, 1.0, 2.0).astype(np.float32)
+    return boxes, scores, classes, rng.uniform(0, 1, (n, 8, 8)).astype(np.float32), n
+
+
+def test_filters_before_pasting_and_gets_what_pasting_everything_gets(tmp_path, monkeypatch):
+    import inference.predictor as predictor_module
+    pb = write_tf1_graph(tmp_path / "many.pb", known=many_detections())
+    pasted = []
+
+    def counting_paste(box_masks, boxes, height, width):  # the real paste, rows counted
+        pasted.append(len(box_masks))
+        return paste_real(box_masks, boxes, height, width)
+    paste_real = predictor_module.paste_box_masks
+    monkeypatch.setattr(predictor_module, "paste_box_masks", counting_paste)
+    img = np.zeros((60, 80, 3), np.uint8)
+    everything = Predictor(pb, label_map=LABELS, score_threshold=0.0)(img)
+    assert pasted == [100] and len(everything) == 100
+    for threshold, classes in [(0.9, None), (0.9, ["nut"]), (0.5, [1]), (1.0, None)]:
+        pasted.clear()
+        det = Predictor(pb, label_map=LABELS, score_threshold=threshold, classes=classes)(img)
+        want = everything.filter(threshold, classes)  # paste all, then filter
+        assert pasted == [len(want)], (threshold, classes, pasted)  # kept rows only
+        np.testing.assert_array_equal(det.boxes, want.boxes)
+        np.testing.assert_array_equal(det.scores, want.scores)
+        np.testing.assert_array_equal(det.class_ids, want.class_ids)
+        assert det.class_names == want.class_names
+        np.testing.assert_array_equal(det.masks, want.masks)
+    assert len(want) == 0 and det.masks.shape == (0, 60, 80)
+
+
 def test_odapi_saved_model(odapi_saved_model, tmp_path):
     lm = tmp_path / "label_map.pbtxt"
     write_label_map(lm, LABELS)
@@ -133,6 +205,22 @@ def test_odapi_saved_model(odapi_saved_model, tmp_path):
     check_known(dets[1], 40, 30)
     # The saved_model folder itself works too.
     assert Predictor(odapi_saved_model / "saved_model").kind == "odapi_saved_model"
+
+
+def test_folder_with_saved_model_and_frozen_graph(odapi_saved_model, tmp_path):
+    """A TF1 model-zoo folder ships saved_model/ and frozen_inference_graph.pb: the frozen
+    graph loads. Our export's saved_model/ + frozen_graph.pb loads the SavedModel."""
+    zoo = tmp_path / "mask_rcnn_zoo"
+    shutil.copytree(odapi_saved_model / "saved_model", zoo / "saved_model")
+    write_tf1_graph(zoo / "frozen_inference_graph.pb")
+    p = Predictor(zoo, label_map=LABELS, score_threshold=0.0)
+    assert p.kind == "frozen_graph"
+    check_known(p(np.zeros((51, 101, 3), np.uint8)), 51, 101)
+    assert Predictor(zoo / "saved_model").kind == "odapi_saved_model"  # when asked for
+    ours = tmp_path / "export_like"
+    shutil.copytree(odapi_saved_model / "saved_model", ours / "saved_model")
+    write_tf1_graph(ours / "frozen_graph.pb")
+    assert Predictor(ours).kind == "odapi_saved_model"
 
 
 def test_our_export_savedmodel_and_frozen_graph_agree(tiny_export, tiny_export_predictor):
