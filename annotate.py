@@ -41,17 +41,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     v = p.add_argument_group("video only")
     v.add_argument("--coco-results", metavar="FILE",
                    help="also write COCO results JSON (image_id = frame index)")
-    v.add_argument("--every", type=int, default=1, metavar="N",
+    v.add_argument("--every", type=int, metavar="N",
                    help="run the model on every Nth frame, from the first frame in range "
                         "(default 1: all); the frames in between are drawn with the last "
                         "result (see --fill); the JSONL holds processed frames only")
-    v.add_argument("--fill", choices=("last", "none"), default="last",
+    v.add_argument("--fill", choices=("last", "none"),
                    help="with --every N: 'last' (default) draws the last result on the frames "
                         "in between, 'none' leaves them untouched")
     v.add_argument("--start", help="first frame: seconds (12.5 or 12.5s) or frame index (300f)")
     v.add_argument("--end", help="stop before this: seconds (20 or 20s) or frame index (600f)")
-    v.add_argument("--codec", default="h264",
-                   help="h264 (default), h265, mpeg4 or mjpeg")
+    v.add_argument("--codec", help="h264 (default), h265, mpeg4 or mjpeg")
     v.add_argument("--crf", type=float,
                    help="h264/h265 quality, lower is better (x264's default 23)")
     v.add_argument("--no-audio", action="store_true",
@@ -67,38 +66,47 @@ def _classes(text: str | None):
     return [int(c) if c.isdigit() else c for c in items]
 
 
+# The "video only" options; their defaults are None/False so that giving one (even with
+# its default value) on image input is noticed and refused, not silently ignored.
+VIDEO_ONLY = ("coco_results", "every", "fill", "start", "end", "codec", "crf", "no_audio")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         from inference import video
         from inference.predictor import Predictor
 
-        if args.batch_size < 1 or args.every < 1:
-            raise UserError(f"--batch-size ({args.batch_size}) and --every ({args.every}) "
-                            f"must be at least 1")
-
         is_video = video.is_video(args.input) and not Path(args.input).is_dir()
         if not is_video:
-            given = [o for o, val in (("--coco-results", args.coco_results),
-                                      ("--start", args.start), ("--end", args.end),
-                                      ("--every", args.every != 1), ("--no-audio", args.no_audio))
-                     if val]
+            given = ["--" + o.replace("_", "-") for o in VIDEO_ONLY
+                     if getattr(args, o) not in (None, False)]
             if given:
                 raise UserError(f"{', '.join(given)} apply to videos only; {args.input!r} is "
-                                f"not a video ({', '.join(video.VIDEO_SUFFIXES)})")
+                                f"not a video ({', '.join(video.VIDEO_SUFFIXES)}); drop "
+                                f"{'them' if len(given) > 1 else 'it'} for images")
+        every = 1 if args.every is None else args.every
+        if args.batch_size < 1 or every < 1:
+            raise UserError(f"--batch-size ({args.batch_size}) and --every ({every}) "
+                            f"must be at least 1")
+        if not is_video:
             paths = video.find_images(args.input)  # checks the input before loading a model
         else:
             start = video.parse_position(args.start, "--start") if args.start else None
             end = video.parse_position(args.end, "--end") if args.end else None
-            video.VideoReader(args.input).close()  # a bad video fails before the model loads
+            # A bad video, codec or size fails before the model loads.
+            codec = video.encoder_name(args.codec or "h264")
+            with video.VideoReader(args.input) as reader:
+                video.pixel_format(codec, *reader.info.display_size,
+                                   f"video {args.input!r} is, as displayed,")
         predictor = Predictor(args.model, label_map=args.label_map,
                               score_threshold=args.score_threshold,
                               classes=_classes(args.classes))
         if is_video:
             summary = video.annotate_video(
                 predictor, args.input, args.out, coco_results=args.coco_results,
-                batch_size=args.batch_size, every=args.every, fill=args.fill,
-                start=start, end=end, codec=args.codec, crf=args.crf,
+                batch_size=args.batch_size, every=every, fill=args.fill or "last",
+                start=start, end=end, codec=args.codec or "h264", crf=args.crf,
                 audio=not args.no_audio, overwrite=args.overwrite, progress=not args.quiet)
             print(summary.line("frames"))
         else:

@@ -80,16 +80,22 @@ class Detections:
                               for i, n in zip(self.class_ids, self.class_names)], bool)
         return self.select(keep)
 
-    def to_coco(self, image_id: int) -> list[dict]:
-        """COCO results entries: ``bbox`` as [x, y, w, h] pixels, ``segmentation`` as RLE."""
+    def to_coco(self, image_id: int, rles: Sequence[dict] | None = None) -> list[dict]:
+        """COCO results entries: ``bbox`` as [x, y, w, h] pixels, ``segmentation`` as RLE.
+
+        ``rles``: the masks already RLE-encoded (e.g. ``to_json()["masks"]``), so a caller
+        that writes both formats encodes each mask once; None encodes them here.
+        """
         out = []
+        if rles is not None and len(rles) != len(self):
+            raise ValueError(f"rles has {len(rles)} entries for {len(self)} detections")
         for i in range(len(self)):
             y0, x0, y1, x1 = (float(v) for v in self.boxes[i])
             d = {"image_id": int(image_id), "category_id": int(self.class_ids[i]),
                  "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
                  "score": round(float(self.scores[i]), 5)}
             if self.masks is not None:
-                d["segmentation"] = mask_to_rle(self.masks[i])
+                d["segmentation"] = rles[i] if rles is not None else mask_to_rle(self.masks[i])
             out.append(d)
         return out
 

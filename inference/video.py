@@ -52,9 +52,10 @@ OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")
 CODECS = {"h264": "libx264", "libx264": "libx264", "h265": "libx265", "hevc": "libx265",
           "libx265": "libx265", "mpeg4": "mpeg4", "mjpeg": "mjpeg"}
 FILL_MODES = ("last", "none")
-# Audio packets are muxed up to this many seconds ahead of the last video frame written, so
-# the muxer's interleaving buffer stays small whatever the video length.
-_AUDIO_LEAD_S = 0.5
+# Audio packets are muxed up to the time of the last video frame written (no lead), so the
+# muxer's interleaving buffer stays small whatever the video length, and an output cut short
+# (a partial output) can end its audio where its video ends (VideoWriter.close).
+_AUDIO_LEAD_S = 0.0
 
 
 class VideoDecodeError(UserError):
@@ -210,7 +211,7 @@ class VideoReader:
         timestamps are exact (a seek lands on a keyframe, not on the requested frame).
         """
         fps, tb = self.info.fps, self.info.time_base
-        index, last_pts, gap_at, last_time = 0, None, None, None
+        index, last_pts, gap_at, last_time, first_time = 0, None, None, None, None
         nominal = 1 / fps
         step = max(1, round(nominal / tb))
         # AVI stores decode times only: with B-frames the pts FFmpeg attaches come out of
@@ -229,6 +230,8 @@ class VideoReader:
                 last_pts = pts
                 frame = Frame(index, None, float(pts * tb), pts)  # image decoded only if kept
                 last_time = frame.time
+                if first_time is None:
+                    first_time = frame.time
                 index += 1
                 if start is not None and start.before(frame):
                     continue
@@ -245,16 +248,24 @@ class VideoReader:
                 f"decoding {self.path!r} failed at frame {index} ({_ffmpeg_message(e)}); the "
                 f"file is corrupt or truncated", index, self.info.num_frames) from None
         declared = self.info.num_frames
-        if declared and index < declared:
+        dur = self.info.duration_s
+        # The time the decoded frames cover, against the stream's declared duration.
+        covered = (None if last_time is None
+                   else last_time - (first_time or 0.0) + float(nominal))
+        short_in_time = bool(dur) and (covered is None
+                                       or covered < dur - max(2.5 / float(fps), 0.25))
+        # The declared count counts packets: an MP4 cut with an edit list (`ffmpeg -ss X -c
+        # copy`) declares the packets before X that FFmpeg decodes but does not show, so a
+        # count shortfall is truncation only when frames are missing in the middle (a pts
+        # gap) or the declared duration is not covered either (or is unknown).
+        if declared and index < declared and (short_in_time or not dur or gap_at):
             where = f" (frames are missing after frame {gap_at - 1})" if gap_at else ""
             raise VideoDecodeError(
                 f"{self.path!r} declares {declared} frames but only {index} could be decoded"
                 f"{where}; the file is corrupt or truncated at frame {gap_at or index}",
                 gap_at or index, declared)
-        dur = self.info.duration_s
         # No frame count (MKV): a video that stops well before its declared duration was cut.
-        if (not declared and dur and last_time is not None
-                and last_time < dur - max(2.5 / float(fps), 0.25)):
+        if not declared and short_in_time and last_time is not None:
             raise VideoDecodeError(
                 f"{self.path!r} declares a {dur:.1f} s video stream but decoding stopped after "
                 f"frame {index - 1} at {last_time:.2f} s; the file is corrupt or truncated "
@@ -326,7 +337,7 @@ class VideoWriter:
         if self.fps <= 0:
             raise UserError(f"frame rate {fps!r} must be positive")
         self.time_base = Fraction(time_base) if time_base else 1 / self.fps
-        self.encoder = _encoder_name(codec)
+        self.encoder = encoder_name(codec)
         self.crf, self.preset = crf, preset
         self.pts_offset = pts_offset
         self.frames_written = 0
@@ -361,8 +372,17 @@ class VideoWriter:
             except queue.Full:
                 self._raise_if_failed()
 
-    def close(self) -> None:
-        """Flush the encoder, copy the remaining audio, finish the file."""
+    def close(self, audio_until: float | None = None) -> None:
+        """Flush the encoder, copy the remaining audio, finish the file.
+
+        ``audio_until`` (seconds, source time): copy no audio from that time on; for an
+        output cut short (a partial output), pass the last frame's time + one frame.
+        """
+        if audio_until is not None:
+            # Safe to set from here: the encoding thread has copied audio only up to the
+            # frames written so far, all before audio_until.
+            self._audio_end = (audio_until if self._audio_end is None
+                               else min(self._audio_end, audio_until))
         if self._thread.is_alive():
             self._queue.put(_END)
             self._thread.join()
@@ -444,21 +464,17 @@ class VideoWriter:
         # The size comes from the first frame (rotated inputs come out upright); the
         # encoder opens at the first encode, so it is not too late to set it here.
         s = self._stream
+        s.pix_fmt = pixel_format(self.encoder, height, width, "the frames are")
         s.width, s.height = width, height
-        # 4:2:0 needs even sizes; keep the exact size with 4:4:4 rather than crop or pad.
-        if self.encoder == "mjpeg":
-            s.pix_fmt = "yuvj420p"
-        elif width % 2 or height % 2:
-            s.pix_fmt = "yuv444p"
-        else:
-            s.pix_fmt = "yuv420p"
         self._sized = True
 
     def _open_audio(self, src: str) -> None:
         try:
             self._audio_in = av.open(src)
-        except av.error.FFmpegError:
-            return
+        except av.error.FFmpegError as e:
+            # Not silent: the user asked for the audio (the default) and would get none.
+            raise UserError(f"cannot open {src!r} to copy its audio ({_ffmpeg_message(e)}); "
+                            f"pass --no-audio to write the video without audio") from None
         if not self._audio_in.streams.audio:
             self._audio_in.close()
             self._audio_in = None
@@ -518,7 +534,27 @@ class _Aborted(Exception):
     pass
 
 
-def _encoder_name(codec: str) -> str:
+def pixel_format(encoder: str, height: int, width: int, what: str = "the frames are") -> str:
+    """The pixel format ``encoder`` (an FFmpeg encoder name, see CODECS) gets for frames of
+    ``height`` x ``width``; ``what`` starts the error message ("the frames are").
+
+    4:2:0 needs even sizes: x264/x265 keep an odd size exactly with 4:4:4 (rather than crop
+    or pad); MJPEG takes any size; FFmpeg's mpeg4 encoder takes 4:2:0 only, so an odd size
+    is refused (UserError) before anything is encoded.
+    """
+    if encoder == "mjpeg":
+        return "yuvj420p"
+    if not (width % 2 or height % 2):
+        return "yuv420p"
+    if encoder == "mpeg4":
+        raise UserError(f"{what} {width}x{height} (W x H, odd) but codec mpeg4 encodes "
+                        f"even sizes only; use --codec h264 (default), h265 or mjpeg, "
+                        f"which keep the odd size")
+    return "yuv444p"
+
+
+def encoder_name(codec: str) -> str:
+    """The FFmpeg encoder for a user-facing codec name (``h264`` -> ``libx264``)."""
     name = CODECS.get(str(codec).lower())
     if name is None:
         raise UserError(f"unknown video codec {codec!r}; choose one of: "
@@ -597,6 +633,7 @@ class AnnotatedFrame:
     processed: bool
     json_line: str | None = None     # with serialize=True: the JSONL line (no newline)
     coco: list | None = None         # with serialize=True: COCO results, image_id = index
+    coco_json: list | None = None    # with coco_json=True: ``coco``'s entries as JSON text
 
 
 def frame_record(index: int, time_s: float | None, det: Detections) -> dict:
@@ -607,26 +644,11 @@ def frame_record(index: int, time_s: float | None, det: Detections) -> dict:
             "time": None if time_s is None else round(float(time_s), 6), **det.to_json()}
 
 
-def coco_entries(record: dict, image_id: int) -> list[dict]:
-    """COCO results from a :func:`frame_record` (reusing its RLEs: encoding masks is the
-    costly part), the same entries as :meth:`Detections.to_coco`."""
-    out = []
-    masks = record["masks"]
-    for i, (y0, x0, y1, x1) in enumerate(record["boxes"]):
-        d = {"image_id": int(image_id), "category_id": record["class_ids"][i],
-             "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-             "score": record["scores"][i]}
-        if masks is not None:
-            d["segmentation"] = masks[i]
-        out.append(d)
-    return out
-
-
 def annotate_frames(predictor, frames: Iterable[Frame | np.ndarray], *, batch_size: int = 1,
                     every: int = 1, fill: str = "last",
                     classes: Sequence[int | str] | None = None, draw: bool = True,
-                    serialize: bool = False, prefetch: int | None = None
-                    ) -> Iterator[AnnotatedFrame]:
+                    serialize: bool = False, coco_json: bool = False,
+                    prefetch: int | None = None) -> Iterator[AnnotatedFrame]:
     """Run ``predictor`` over ``frames`` and yield :class:`AnnotatedFrame` in input order.
 
     Args:
@@ -642,7 +664,9 @@ def annotate_frames(predictor, frames: Iterable[Frame | np.ndarray], *, batch_si
       draw: False yields the frames untouched (detections only).
       serialize: also fill ``json_line`` / ``coco`` of processed frames (in the drawing
         thread: RLE-encoding masks costs as much as drawing them, and the caller's thread
-        should stay free for the model).
+        should stay free for the model). Each mask is RLE-encoded once, for both.
+      coco_json: with ``serialize``, also fill ``coco_json`` (each COCO entry as JSON
+        text, dumped in the drawing thread too).
 
     Threads: iterating ``frames`` (decoding) runs in a background thread, prediction in the
     caller's thread, drawing in a second background thread. At most ~``batch_size * every``
@@ -686,7 +710,10 @@ def annotate_frames(predictor, frames: Iterable[Frame | np.ndarray], *, batch_si
                 if serialize and own is not None:
                     record = frame_record(frame.index, frame.time, own)
                     a.json_line = json.dumps(record)
-                    a.coco = coco_entries(record, frame.index)
+                    # One conversion: Detections.to_coco, reusing the JSONL's RLEs.
+                    a.coco = own.to_coco(frame.index, rles=record["masks"]) if len(own) else []
+                    if coco_json:
+                        a.coco_json = [json.dumps(e) for e in a.coco]
                 q_out.put(a)
         except BaseException as e:  # noqa: BLE001
             q_out.put(_Failure(e))
@@ -823,9 +850,11 @@ class _JsonArrayWriter:
         self.f, self.n = f, 0
         f.write("[")
 
-    def extend(self, items: Iterable[dict]) -> None:
+    def extend(self, items: Iterable[dict | str]) -> None:
+        """Append ``items``: dicts, or their JSON text already dumped (``coco_json``)."""
         for it in items:
-            self.f.write(("," if self.n else "") + "\n" + json.dumps(it))
+            self.f.write(("," if self.n else "") + "\n"
+                         + (it if isinstance(it, str) else json.dumps(it)))
             self.n += 1
 
     def close(self) -> None:
@@ -856,8 +885,8 @@ def annotate_video(predictor, src: str | os.PathLike, out: str | os.PathLike, *,
     """
     src, out = Path(src), Path(out)
     _check_output_suffix(out)
-    _encoder_name(codec)
-    if crf is not None and _encoder_name(codec) not in ("libx264", "libx265"):
+    encoder_name(codec)
+    if crf is not None and encoder_name(codec) not in ("libx264", "libx265"):
         raise UserError(f"--crf applies to h264/h265 only, not to codec {codec!r}")
     targets = [out, jsonl_path_for(out)] + ([Path(coco_results)] if coco_results else [])
     if len({p.resolve() for p in targets + [src]}) != len(targets) + 1:
@@ -870,6 +899,8 @@ def annotate_video(predictor, src: str | os.PathLike, out: str | os.PathLike, *,
     summary = RunSummary()
     with VideoReader(src) as reader:
         info = reader.info
+        pixel_format(encoder_name(codec), *info.display_size,
+                     f"video {str(src)!r} is, as displayed,")
         tmps = [temp_path_for(p) for p in targets]
         writer = None
         try:
@@ -893,17 +924,20 @@ def annotate_video(predictor, src: str | os.PathLike, out: str | os.PathLike, *,
                 bar = _progress(total, progress, src.name)
                 stream = annotate_frames(predictor, itertools.chain([first], frames),
                                          batch_size=batch_size, every=every, fill=fill,
-                                         classes=classes, serialize=True)
+                                         classes=classes, serialize=True,
+                                         coco_json=coco is not None)
+                last_time = None
                 try:
                     for a in stream:
                         writer.write(a.image, a.pts)
+                        last_time = a.time
                         summary.frames += 1
                         if a.processed:
                             summary.processed += 1
                             summary.detections += len(a.detections)
                             jl.write(a.json_line + "\n")
                             if coco:
-                                coco.extend(a.coco)
+                                coco.extend(a.coco_json)
                         bar.update(1)
                 except VideoDecodeError as e:
                     summary.error = str(e)
@@ -912,7 +946,9 @@ def annotate_video(predictor, src: str | os.PathLike, out: str | os.PathLike, *,
                     bar.close()
                 if coco:
                     coco.close()
-            writer.close()
+            # A partial output's audio stops where its video does (one frame after the last).
+            writer.close(audio_until=(last_time + 1 / float(info.fps))
+                         if summary.error and last_time is not None else None)
             writer = None
             finals = [partial_path(p) if summary.error else p for p in targets]
             for tmp, final in zip(tmps, finals):
@@ -991,7 +1027,34 @@ def find_images(spec: str) -> list[Path]:
         raise UserError(f"input {spec!r} holds several images named {dup[:3]} in different "
                         f"folders; annotated images are written side by side in one folder, "
                         f"so annotate each folder separately")
+    annotated_image_names(paths)  # output names collide: fail before a model is loaded
     return paths
+
+
+_WRITE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP",
+                  ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
+
+
+def annotated_image_name(path: Path) -> tuple[str, str]:
+    """(file name, Pillow format) of the annotated copy of image ``path``: the same name and
+    format, or for formats not written back (GIF) the full name + ``.png`` (``a.gif`` ->
+    ``a.gif.png``, so it cannot take the name of an ``a.png`` beside it)."""
+    fmt = _WRITE_FORMATS.get(path.suffix.lower())
+    return (path.name, fmt) if fmt else (path.name + ".png", "PNG")
+
+
+def annotated_image_names(paths: Sequence[Path]) -> list[tuple[str, str]]:
+    """:func:`annotated_image_name` of each path; UserError when two would share a name
+    (compared case-insensitively: ``a.PNG`` and ``a.png`` collide on macOS and Windows)."""
+    outputs = [annotated_image_name(Path(p)) for p in paths]
+    seen: dict[str, Path] = {}
+    for p, (name, _) in zip(paths, outputs):
+        other = seen.setdefault(name.lower(), p)
+        if other != p:
+            raise UserError(f"{str(other)!r} and {str(p)!r} would both be written as "
+                            f"{name!r} in the output folder; rename one of them, or "
+                            f"annotate them in separate runs")
+    return outputs
 
 
 def annotate_images(predictor, paths: Sequence[Path], out_dir: str | os.PathLike, *,
@@ -1000,7 +1063,8 @@ def annotate_images(predictor, paths: Sequence[Path], out_dir: str | os.PathLike
     """Annotate image files into the folder ``out_dir`` (written atomically as a whole).
 
     Writes ``out_dir/<name>`` for each input (same file name and format; JPEG at quality
-    95; formats Pillow cannot write go to PNG), ``out_dir/detections.json`` (COCO results;
+    95; GIF goes to PNG as ``<name>.gif.png``; two inputs with the same output name are a
+    UserError before anything is written), ``out_dir/detections.json`` (COCO results;
     ``image_id`` = position of the image in sorted path order, from 0) and
     ``out_dir/images.json`` (``{"images": [{"id", "file_name", "path", "width",
     "height"}], "categories": [{"id", "name"}]}``, the COCO ``images`` / ``categories``
@@ -1016,6 +1080,7 @@ def annotate_images(predictor, paths: Sequence[Path], out_dir: str | os.PathLike
         raise UserError(f"--out {str(out_dir)!r} looks like a video file, but the input is "
                         f"images; give a folder for the annotated images")
     refuse_existing(out_dir, overwrite)
+    outputs = annotated_image_names(paths)
     t0 = time.perf_counter()
     summary = RunSummary()
     frames = (Frame(i, load_image(p)) for i, p in enumerate(paths))
@@ -1026,12 +1091,7 @@ def annotate_images(predictor, paths: Sequence[Path], out_dir: str | os.PathLike
             for a in annotate_frames(predictor, frames, batch_size=batch_size,
                                      classes=classes, serialize=True):
                 src = paths[a.index]
-                name = src.name
-                fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP",
-                       ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}.get(
-                    src.suffix.lower())
-                if fmt is None:
-                    name, fmt = src.stem + ".png", "PNG"
+                name, fmt = outputs[a.index]
                 Image.fromarray(a.image).save(tmp / name, format=fmt,
                                               **({"quality": 95} if fmt == "JPEG" else {}))
                 h, w = a.image.shape[:2]

@@ -20,10 +20,11 @@ if [ -f "$OUT/data/report.json" ]; then echo "already there: $OUT/data"; else
 fi
 
 step "3/6 train Mask R-CNN ($CONFIG)"
-$PY train.py --config "$CONFIG"
+# --no-eval: step 4 evaluates right after (saves the in-training evaluation pass).
+$PY train.py --config "$CONFIG" --no-eval
 
 step "4/6 evaluate: COCO mask and box AP on the held-out images"
-$PY evaluate.py --config "$CONFIG"
+$PY evaluate.py --config "$CONFIG" --overwrite
 
 step "5/6 export: SavedModel + frozen graph"
 $PY export.py --config "$CONFIG" --out "$OUT/export" --overwrite
@@ -36,6 +37,8 @@ from inference.video import write_video
 write_video(conveyor_frames(120, seed=1, size=(256, 256), fps=10), sys.argv[1], fps=10, overwrite=True)
 " "$OUT/conveyor.mp4"
 $PY annotate.py "$OUT/export" "$OUT/conveyor.mp4" --out "$OUT/conveyor_annotated.mp4" --overwrite
+$PY -c "import sys; from inference.video import save_frame; save_frame(sys.argv[1], 60, sys.argv[2], overwrite=True)" \
+  "$OUT/conveyor_annotated.mp4" "$OUT/demo_frame.png"
 
-printf '\ndemo done in %ds: data %s/data, run %s/run, metrics %s/run/eval/metrics.json, export %s/export, video %s/conveyor_annotated.mp4\n' \
-  $(( $(date +%s) - start )) "$OUT" "$OUT" "$OUT" "$OUT" "$OUT"
+printf '\ndemo done in %ds: data %s/data, run %s/run, metrics %s/run/eval/metrics.json, export %s/export, video %s/conveyor_annotated.mp4 (a frame: %s/demo_frame.png)\n' \
+  $(( $(date +%s) - start )) "$OUT" "$OUT" "$OUT" "$OUT" "$OUT" "$OUT"

@@ -56,6 +56,25 @@ def test_folder_of_images(od_model, photos, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
 
 
+def test_gif_keeps_its_name_beside_a_png(od_model, tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(clip_frame(0)).save(d / "a.png")
+    Image.fromarray(clip_frame(4)).save(d / "a.gif")
+    out = tmp_path / "out"
+    assert annotate.main([str(od_model), str(d), "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.gif.png", "a.png", "detections.json",
+                                                     "images.json"]
+    index = json.loads((out / "images.json").read_text())
+    assert [im["file_name"] for im in index["images"]] == ["a.gif.png", "a.png"]
+    # Each annotated file is its own input's (the square is at a different place).
+    for name, i in [("a.gif.png", 4), ("a.png", 0)]:
+        y0, x0, y1, x1 = square_at(i)
+        drawn = np.asarray(Image.open(out / name).convert("RGB")).astype(int)
+        assert np.abs(drawn[y0 + 4:y1 - 4, x0 + 4:x1 - 4] - clip_frame(i)[y0 + 4:y1 - 4,
+                      x0 + 4:x1 - 4]).mean() > 20
+
+
 def test_glob_and_class_filter(od_model, photos, tmp_path):
     out = tmp_path / "only_blue"
     assert annotate.main([str(od_model), str(photos / "*.png"), "--out", str(out), "--quiet",
@@ -96,6 +115,11 @@ def test_truncated_video_exit_code_3(od_model, tmp_path, capsys):
     ("not_a_model", "is not a model folder"),
     ("text_file", "neither a video"),
     ("video_option_on_images", "apply to videos only"),
+    ("fill_on_images", "--fill apply to videos only"),
+    ("codec_crf_on_images", "--codec, --crf apply to videos only"),
+    ("every_1_on_images", "--every apply to videos only"),
+    ("name_collision", "would both be written as 'a.gif.png'"),
+    ("mpeg4_odd_size", "mpeg4 encodes even sizes only"),
     ("bad_start", "is not a position"),
     ("bad_codec", "unknown video codec"),
     ("bad_suffix", "suffix"),
@@ -116,6 +140,20 @@ def test_bad_inputs_exit_2(od_model, photos, tmp_path, capsys, case, match):
         src = str(photos / "notes.txt")
     elif case == "video_option_on_images":
         extra = ["--start", "2"]
+    elif case == "fill_on_images":
+        extra = ["--fill", "none"]
+    elif case == "codec_crf_on_images":
+        extra = ["--codec", "mpeg4", "--crf", "20"]
+    elif case == "every_1_on_images":
+        extra = ["--every", "1"]  # its default value, but given: refused, not ignored
+    elif case == "name_collision":
+        Image.fromarray(clip_frame(1)).save(photos / "a.gif")
+        Image.fromarray(clip_frame(1)).save(photos / "a.gif.png")
+    elif case == "mpeg4_odd_size":
+        from inference.video import write_video
+        write_video([clip_frame(0, w=W + 1)], tmp_path / "odd.mkv", fps=5)
+        src, out, extra = str(tmp_path / "odd.mkv"), str(tmp_path / "o.avi"), [
+            "--codec", "mpeg4"]
     elif case == "bad_start":
         src, out, extra = str(clip), str(tmp_path / "o.mp4"), ["--start", "two"]
     elif case == "bad_codec":

@@ -17,6 +17,7 @@ import av
 import numpy as np
 import pytest
 
+from core.detections import Detections
 from core.errors import UserError
 from inference import video as V
 
@@ -194,6 +195,31 @@ def test_serialized_records_match_detections(predictor):
         assert a.coco == a.detections.to_coco(a.index)
 
 
+def test_coco_and_jsonl_share_one_conversion():
+    """COCO entries are Detections.to_coco, reusing the JSONL's RLEs: the width of a box
+    whose edges are not whole pixels is rounded once (10.002 -> 10.0), not recomputed from
+    rounded edges (10.01 - 0.0)."""
+    h, w = 32, 40
+    masks = np.zeros((2, h, w), bool)
+    masks[0, 0:10, 0:10] = masks[1, 5:20, 12:30] = True
+    det = Detections([[0.004, 0.004, 10.006, 10.006], [5.3333, 12.6666, 20.125, 30.875]],
+                     [0.9, 0.8], [1, 2], ["red", "blue"], (h, w), masks)
+
+    def fixed(image):  # a predictor is any callable on one image
+        return det
+
+    (a,) = V.annotate_frames(fixed, [np.zeros((h, w, 3), np.uint8)], serialize=True,
+                             coco_json=True)
+    assert a.coco == det.to_coco(0)
+    assert a.coco[0]["bbox"] == [0.0, 0.0, 10.0, 10.0]
+    assert [json.loads(t) for t in a.coco_json] == a.coco
+    rles = json.loads(a.json_line)["masks"]
+    assert [e["segmentation"] for e in a.coco] == rles
+    assert det.to_coco(3, rles=rles) == det.to_coco(3)
+    with pytest.raises(ValueError):
+        det.to_coco(0, rles=rles[:1])
+
+
 def test_every_n_and_fill(predictor):
     frames = [clip_frame(i) for i in range(7)]
     last = list(V.annotate_frames(predictor, frames, batch_size=2, every=3, fill="last"))
@@ -316,6 +342,78 @@ def test_truncated_mkv_is_detected_by_its_duration(tmp_path):
     assert 0 < e.value.frame_index < 40
 
 
+def edit_list_mp4(src: Path, out: Path, skip: int) -> Path:
+    """Remux ``src`` (MP4, one GOP) as ``ffmpeg -ss X -c copy`` does when X is not on a
+    keyframe: every packet kept, the first ``skip`` frames given negative times, which the
+    MP4 muxer turns into an edit list (FFmpeg decodes those frames but does not show them)."""
+    with av.open(str(src)) as i, av.open(str(out), "w") as o:
+        vs = i.streams.video[0]
+        ov = o.add_stream_from_template(vs)
+        shift = skip * round(1 / (vs.average_rate * vs.time_base))
+        for p in i.demux(vs):
+            if p.dts is None:
+                continue
+            p.pts -= shift
+            p.dts -= shift
+            p.stream = ov
+            o.mux(p)
+    return out
+
+
+def test_mp4_with_edit_list_is_not_truncated(tmp_path):
+    src = make_clip(tmp_path / "src.mp4", n=30, audio=False)
+    cut = edit_list_mp4(src, tmp_path / "cut.mp4", skip=8)
+    with V.VideoReader(cut) as r:
+        # The container declares all 30 packets; 22 frames are shown, covering its 2.2 s.
+        assert r.info.num_frames == 30 and r.info.duration_s == pytest.approx(2.2)
+        frames = list(r.frames())
+    assert len(frames) == 22 and frames[0].time == pytest.approx(0.0)
+
+
+def test_partial_output_audio_ends_with_its_video(predictor, tmp_path):
+    src = make_clip(tmp_path / "long.mp4", n=40, audio=True, noise=True)
+    data = src.read_bytes()
+    n = len(data)
+    bad = tmp_path / "bad.mp4"  # the middle third zeroed: decoding fails there, audio goes on
+    bad.write_bytes(data[:n // 3] + bytes(n // 3) + data[2 * n // 3:])
+    s = V.annotate_video(predictor, bad, tmp_path / "out.mp4", progress=False)
+    assert s.exit_code == 3 and 0 < s.frames < 40
+    partial = tmp_path / "out.partial.mp4"
+    frames, _, kinds = decode_all(partial)
+    assert len(frames) == s.frames and kinds == ["video", "audio"]
+    with av.open(str(bad)) as c:
+        src_end = max(float(p.pts * p.time_base) for p in c.demux(c.streams.audio[0])
+                      if p.pts is not None)
+    with av.open(str(partial)) as c:
+        a = c.streams.audio[0]
+        end = max(float((p.pts + p.duration) * p.time_base) for p in c.demux(a)
+                  if p.pts is not None)
+    assert src_end > 3.5  # the source's audio runs to its end...
+    # ...the partial output's stops one frame after its last frame (+ one AAC packet).
+    assert end <= frames[-1][0] + 1 / FPS + 1024 / 16000 + 1e-3
+
+
+def test_unreadable_audio_source_is_an_error(tmp_path):
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video" * 50)
+    with pytest.raises(UserError, match="--no-audio"):
+        V.VideoWriter(tmp_path / "o.mp4", 10, audio_from=garbage)
+
+
+def test_odd_size_per_codec(predictor, tmp_path):
+    odd = [clip_frame(i, w=W + 1, h=H + 1) for i in range(3)]
+    src = tmp_path / "odd.mkv"
+    assert V.write_video(odd, src, fps=FPS) == 3  # h264 keeps the odd size (4:4:4)
+    with pytest.raises(UserError, match=r"97x65.*mpeg4"):
+        V.annotate_video(predictor, src, tmp_path / "o.avi", codec="mpeg4", progress=False)
+    with pytest.raises(UserError, match=r"97x65.*mpeg4"):
+        V.write_video(odd, tmp_path / "w.avi", fps=FPS, codec="mpeg4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mkv"]
+    V.annotate_video(predictor, src, tmp_path / "o.avi", codec="mjpeg", progress=False)
+    frames, _, _ = decode_all(tmp_path / "o.avi")
+    assert len(frames) == 3 and frames[0][1].shape == (H + 1, W + 1, 3)
+
+
 def test_rotation_metadata_is_applied(predictor, tmp_path):
     src = make_clip(tmp_path / "rot.mp4", n=3, rotation=90, audio=False)
     with V.VideoReader(src) as r:
@@ -429,10 +527,7 @@ def test_write_video_and_save_frame(tmp_path):
 @pytest.mark.slow
 def test_tiny_export_on_video(request, clip, tmp_path):
     """The real exported Mask R-CNN (engineer X's fixture) through the video pipeline."""
-    try:
-        export_dir = request.getfixturevalue("tiny_export")
-    except pytest.FixtureLookupError:
-        pytest.skip("tiny_export fixture not available yet")
+    export_dir = request.getfixturevalue("tiny_export")
     from inference.predictor import Predictor
     pred = Predictor(export_dir, score_threshold=0.0)
     out = tmp_path / "out.mp4"
