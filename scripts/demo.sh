@@ -5,7 +5,7 @@
 set -euo pipefail
 OUT=${1:-demo_out}
 PY=${PY:-.venv/bin/python}
-CONFIG=configs/parts_demo.yaml
+CONFIG=${CONFIG:-configs/parts_demo.yaml}
 start=$(date +%s)
 step() { printf '\n=== %s (%ds elapsed)\n' "$1" $(( $(date +%s) - start )); }
 
