@@ -16,13 +16,15 @@ all in one process on the same weights:
                         beforehand (Model Garden's serving preprocessing, not timed):
                         the network alone, its raw outputs (28x28 box-relative masks)
   - export@0:           ``inference.Predictor(DIR)``, score threshold 0: the SavedModel
-                        (preprocessing + model + in-graph post-processing, full-size
-                        masks of every detection) plus the Predictor's Detections
+                        (its ``image_tensor_thresholded`` signature: preprocessing + model
+                        + in-graph post-processing, full-size masks of every detection)
+                        plus the Predictor's Detections
   - frozen+paste@0:     ``inference.Predictor(DIR/frozen_graph.pb)``, threshold 0: the
                         frozen graph in a tf.compat.v1.Session, then every box-relative mask
                         pasted in numpy: the same Detections as export@0 (like with like)
-  - export@0.5, frozen+paste@0.5: the same at the Predictor's default threshold 0.5 (the
-                        frozen graph then pastes only the kept rows)
+  - export@0.5, frozen+paste@0.5: the same at the Predictor's default threshold 0.5 (both
+                        then paste only the kept rows: the SavedModel in-graph, given the
+                        threshold; the frozen graph's Predictor in numpy)
 Both exports are loaded by ``inference.Predictor``, as users load them; the bench loads no
 model itself. Goals (issue 6): each export <= 1.1x direct, and frozen+paste <= export.
 Prints a table and saves bench/results/infer.json.

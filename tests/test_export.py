@@ -143,6 +143,68 @@ def test_frozen_graph_is_an_od_api_drop_in(tiny_export, saved_out):
     assert len(k) <= 1e-3 * full.size
 
 
+def test_thresholded_signature_keeps_the_rows_scoring_at_least_the_threshold(saved, saved_out):
+    """``image_tensor_thresholded`` = ``image_tensor``'s rows scoring >= t, nothing else."""
+    import tensorflow as tf
+    n = int(saved_out["num_detections"][0])
+    scores = saved_out["detection_scores"][0, :n]
+    for t in (0.0, float(scores[n // 2]), float(scores[0]) + 1e-3):
+        out = saved.signatures["image_tensor_thresholded"](
+            images=tf.constant(sample_image()[None]), score_threshold=tf.constant(t))
+        out = {k: v.numpy() for k, v in out.items()}
+        kept = int((scores >= np.float32(t)).sum())
+        assert int(out["num_detections"][0]) == kept, t
+        assert out["detection_masks"].shape == (1, kept, 100, 150)
+        for k in OUTPUTS:
+            want = saved_out[k] if k == "num_detections" else saved_out[k][:, :kept]
+            if k == "num_detections":
+                want = np.array([kept], np.int32)
+            assert out[k].dtype == saved_out[k].dtype, k
+            np.testing.assert_array_equal(out[k], want, err_msg=f"{k} at {t}")
+    assert kept == 0
+
+
+def od_api_reframe(box_masks, boxes, height, width):
+    """The OD API's ``reframe_box_masks_to_image_masks`` (ops/utils), the reference."""
+    import tensorflow as tf
+    y0, x0, y1, x1 = tf.unstack(tf.constant(boxes, tf.float32), axis=1)
+    bh, bw = tf.maximum(y1 - y0, 1e-12), tf.maximum(x1 - x0, 1e-12)
+    unit = tf.stack([-y0 / bh, -x0 / bw, (1.0 - y0) / bh, (1.0 - x0) / bw], axis=1)
+    return tf.image.crop_and_resize(tf.constant(box_masks, tf.float32)[..., None], unit,
+                                    tf.range(len(box_masks)), [height, width],
+                                    extrapolation_value=0.0)[..., 0].numpy()
+
+
+@pytest.mark.parametrize("height,width", [(100, 150), (480, 640), (1, 37), (23, 1)])
+def test_paste_box_masks_binary_equals_od_api_reframing(height, width):
+    """The windowed in-graph paste gives exactly the pixels of crop_and_resize at full size
+    > 0.5 (it repeats the kernel's float32 operations), and numpy's paste up to ties."""
+    import tensorflow as tf
+    from modeling.exporting import paste_box_masks_binary
+    rng = np.random.default_rng(height)
+    k = 60
+    corners = np.sort(rng.uniform(-0.1, 1.1, (k, 2, 2)), axis=1).clip(0, 1)
+    boxes = np.concatenate([corners[:, 0], corners[:, 1]], axis=1).astype(np.float32)
+    boxes[0] = [0, 0, 1, 1]                      # the whole image
+    boxes[1] = [0.5, 0.5, 0.5, 0.5]              # degenerate (the 1e-12 guard)
+    boxes[2] = [0.2, 0.3, 0.2 + 1 / height, 0.3 + 1 / width]  # about one pixel
+    boxes[3] = [0.9, 0.0, 1.0, 0.05]             # touching two image edges
+    boxes[4] = [0.0, 0.0, 0.0, 0.0]              # a zero padding row
+    masks = rng.uniform(0, 1, (k, 28, 28)).astype(np.float32)
+    masks[5] = 0.5                               # exactly the threshold everywhere
+    got = paste_box_masks_binary(tf.constant(masks), tf.constant(boxes),
+                                 tf.constant(height), tf.constant(width)).numpy()
+    assert got.dtype == np.uint8 and got.shape == (k, height, width)
+    want = od_api_reframe(masks, boxes, height, width) > 0.5
+    assert want.sum() > 0
+    np.testing.assert_array_equal(got.astype(bool), want)
+    probs = paste_box_masks(masks, boxes, height, width)
+    assert ((probs > 0.5) != want).mean() < 1e-3  # float32 rounding ties only
+    empty = paste_box_masks_binary(tf.zeros([0, 28, 28]), tf.zeros([0, 4]),
+                                   tf.constant(height), tf.constant(width))
+    assert empty.shape == (0, height, width) and empty.dtype == tf.uint8
+
+
 def test_load_detector_matches_export(tiny_export_model, tiny_export, saved_out):
     from modeling.exporting import detector_from_model
     model, run, _ = tiny_export_model
