@@ -138,7 +138,7 @@ def main() -> None:
             return folder
 
         # "defaults": each tool as a user runs it (Model Garden: os.cpu_count() processes;
-        # ours: default_workers, i.e. cores - 1, in-process on 2 cores).
+        # ours: default_workers, one per core, at most 8; in-process below 64 images).
         for label, mg_procs, our_workers in (("defaults", None, None), ("1 process", 0, 1)):
             mg_start, _ = run(mg_cmd(one_ann, fresh(work / "mg_one"), mg_procs))
             mg_out = fresh(work / f"mg_{mg_procs}")

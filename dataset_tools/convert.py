@@ -10,6 +10,8 @@ Pipeline (memory stays flat as the dataset grows):
 4. Everything is written into a temporary folder beside OUT, renamed onto OUT only when
    the whole conversion succeeded: Ctrl-C, a crash or a ``--strict`` refusal leaves OUT as
    it was and no temporary behind.
+TensorFlow is never imported (records.encode_example and writer.frame_record write the
+tf.Example and TFRecord formats themselves): that import alone is ~5 s of start-up.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from dataset_tools.records import ImageRecord
 from dataset_tools.split import split_records
 from dataset_tools.validate import (FIXED, REFUSED, WARNING, Finding, ImageResult,
                                     ValidateOptions, process_record)
-from dataset_tools.writer import SHARD_RE, ShardedWriter, auto_num_shards
+from dataset_tools.writer import SHARD_RE, ShardedWriter, auto_num_shards, crc32c
 
 DEFAULT_VAL_FRACTION = 0.1
 OUTPUT_FILES = ("label_map.pbtxt", "train_annotations.json", "val_annotations.json",
@@ -118,8 +120,8 @@ def _ordered_results(tasks: list, workers: int, ids_by_name: dict[str, int]
         for t in tasks:
             yield from _work([t])
         return
-    # fork: children inherit the imported TensorFlow/protobuf modules (no 5 s import each);
-    # they only serialize protobufs, never run TensorFlow ops.
+    # fork: children inherit the imported modules and the CRC tables, built here once.
+    crc32c(b"")
     pool = mp.get_context("fork").Pool(workers, initializer=_init_worker,
                                        initargs=(ids_by_name,))
     try:
@@ -314,7 +316,7 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
                         f"duplicate image: same bytes as {digests[res.digest]!r}, written "
                         f"earlier", split))
                     res.instances_refused += len(res.annotations)
-                    res.example = None
+                    res.record = None
                 findings.extend(res.findings)
                 if strict:
                     bad = next((f for f in res.findings if f.severity == REFUSED), None)
@@ -326,7 +328,7 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
                     refused_images += 1
                     continue
                 digests[res.digest] = res.file_name
-                writers[split].write(res.example)
+                writers[split].write(res.record)
                 ann_id = gts[split].add(res.image_id, res.file_name, res.width, res.height,
                                         res.annotations, ann_id)
                 written[split] += 1

@@ -9,7 +9,7 @@ Every problem becomes a :class:`Finding` (file, item, value, reason) with a seve
   warning  written as is, but worth a look (an image kept as a negative example, a class
            with no instances).
 Nothing is dropped without a finding. :func:`process_record` runs in worker processes: it
-takes a light record and returns the serialized example plus light metadata, so images are
+takes a light record and returns the framed tf.Example plus light metadata, so images are
 loaded, checked, encoded and written one at a time and memory stays flat.
 
 Decisions (docs/DESIGN_NOTES.md, "Convert"):
@@ -40,6 +40,7 @@ from core.images import SIXTEEN_BIT_MODES, has_alpha, to_rgb
 from core.masks import encode_mask_png, mask_to_rle, polygons_to_rle, rle_to_mask
 from dataset_tools.coco_gt import annotation_from_rle
 from dataset_tools.records import ImageRecord, Instance, encode_example, short
+from dataset_tools.writer import frame_record
 
 FIXED, REFUSED, WARNING = "fixed", "refused", "warning"
 _EXIF_ORIENTATION = 0x0112
@@ -77,7 +78,8 @@ class ValidateOptions:
 class ImageResult:
     """What a worker returns for one record (light: no pixels except the encoded example).
 
-    example: the serialized tf.Example, or None when the image is refused.
+    record: the serialized tf.Example framed as one TFRecord record (writer.frame_record:
+      the checksums are computed here, in the worker), or None when the image is refused.
     digest: blake2b of the image file bytes (duplicate detection happens in the parent,
       which sees every image in order).
     annotations: COCO annotation fields per written instance (coco_gt.annotation_from_rle).
@@ -86,7 +88,7 @@ class ImageResult:
     file_name: str
     annotation_file: str
     image_id: int
-    example: bytes | None = None
+    record: bytes | None = None
     digest: str = ""
     width: int = 0
     height: int = 0
@@ -96,7 +98,7 @@ class ImageResult:
 
     @property
     def refused(self) -> bool:
-        return self.example is None
+        return self.record is None
 
 
 class _Refuse(Exception):
@@ -331,7 +333,9 @@ def process_record(rec: ImageRecord, image_id: int, opts: ValidateOptions) -> Im
                 raise _Refuse(inst.label, f"label {inst.label!r} is not in the label map; add "
                               f"it to --label-map or fix the annotation")
             mask, rle = instance_mask(inst, h, w, report)
-            png = encode_mask_png(mask)
+            ann = annotation_from_rle(rle, opts.ids_by_name[inst.label], inst.is_crowd)
+            x, y, bw, bh = ann["bbox"]  # from the runs: no pass over the [h, w] mask
+            png = encode_mask_png(mask, box=(x, y, x + bw, y + bh))
             # Equal masks give equal PNG bytes (deterministic encoder): hash those.
             key = (inst.label, hashlib.blake2b(png, digest_size=16).digest())
             if key in seen:
@@ -344,7 +348,7 @@ def process_record(rec: ImageRecord, image_id: int, opts: ValidateOptions) -> Im
             continue
         cid = opts.ids_by_name[inst.label]
         pngs.append(png)
-        anns.append(annotation_from_rle(rle, cid, inst.is_crowd))
+        anns.append(ann)
         names.append(inst.label)
         ids.append(cid)
         crowd.append(bool(inst.is_crowd))
@@ -364,10 +368,10 @@ def process_record(rec: ImageRecord, image_id: int, opts: ValidateOptions) -> Im
              "image has no annotated objects; kept as a negative example")
     boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
                        a["bbox"][1] + a["bbox"][3]] for a in anns], np.float64).reshape(-1, 4)
-    res.example = encode_example(
+    res.record = frame_record(encode_example(
         image_bytes=data, image_format=fmt, height=h, width=w, image_id=image_id,
         file_name=rec.file_name, boxes=boxes, class_ids=ids, class_names=names,
         is_crowd=crowd, areas=[a["area"] for a in anns],
-        mask_pngs=pngs)
+        mask_pngs=pngs))
     res.annotations = anns
     return res
