@@ -187,7 +187,8 @@ def main() -> None:
     ap.add_argument("--score-threshold", type=float, default=0.0,
                     help="default 0: draw and serialize every detection (the worst case)")
     ap.add_argument("--rss-frames", type=int, default=40,
-                    help="frames of the short clip for RSS (the long one has 10x; default 40)")
+                    help="frames of the short clip for RSS (the long one has 10x; default 40; "
+                         "0 skips RSS and saves nothing: a quick look at the fps)")
     ap.add_argument("--rss-warmup", type=int, default=10,
                     help="frames after which RSS growth is measured (default 10)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "video.json"),
@@ -248,7 +249,7 @@ def main() -> None:
 
     # RSS: a fresh process per clip, the same pipeline as annotate.py, sampled per frame.
     rss = []
-    for k in (1, 10):
+    for k in ((1, 10) if args.rss_frames > 0 else ()):
         clip = generated_clip(tmp / f"rss{k}.mp4", args.rss_frames * k)
         out = subprocess.run(
             [sys.executable, __file__, "--model", args.model, "--score-threshold",
@@ -273,6 +274,9 @@ def main() -> None:
               f"{met(r['goal_vs_limit_met'])} | {r['annotate_vs_per_frame']:.2f}x "
               f"{met(r['goal_vs_per_frame_met'])} | {c['limit']:.0f} / "
               f"{c['per_frame']:.0f} / {c['annotate']:.0f} |")
+    if not rss:
+        print("RSS not measured (--rss-frames 0); results not saved")
+        return
     print()
     print(f"| annotate.py pipeline, generated 640x480 | frames | peak RSS MB (whole process) | "
           f"median RSS, frames {args.rss_warmup}+ MB | median RSS, last frames MB | "

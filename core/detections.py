@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from core.masks import mask_to_rle
+from core.masks import box_mask_to_rle, mask_to_rle
 
 
 @dataclass
@@ -89,13 +89,15 @@ class Detections:
         out = []
         if rles is not None and len(rles) != len(self):
             raise ValueError(f"rles has {len(rles)} entries for {len(self)} detections")
+        if rles is None and self.masks is not None:
+            rles = self.mask_rles()
         for i in range(len(self)):
             y0, x0, y1, x1 = (float(v) for v in self.boxes[i])
             d = {"image_id": int(image_id), "category_id": int(self.class_ids[i]),
                  "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
                  "score": round(float(self.scores[i]), 5)}
             if self.masks is not None:
-                d["segmentation"] = rles[i] if rles is not None else mask_to_rle(self.masks[i])
+                d["segmentation"] = rles[i]
             out.append(d)
         return out
 
@@ -107,9 +109,19 @@ class Detections:
             "scores": [round(float(s), 5) for s in self.scores],
             "class_ids": [int(c) for c in self.class_ids],
             "class_names": self.class_names,
-            "masks": None if self.masks is None else [mask_to_rle(m) for m in self.masks],
+            "masks": None if self.masks is None else self.mask_rles(),
         }
+
+    def mask_rles(self) -> list[dict]:
+        """Each mask as compressed COCO RLE (``{"size": [H, W], "counts": str}``), exactly
+        ``core.masks.mask_to_rle``'s, encoded from its box's window (``core.masks.box_mask_to_rle``).
+        """
+        if self.masks is None:
+            raise ValueError("these detections have no masks")
+        return [box_mask_to_rle(m, b) for m, b in zip(self.masks, self.boxes)]
 
 
 def names_for(class_ids: Sequence[int], names_by_id: dict[int, str]) -> list[str]:
     return [names_by_id.get(int(c), f"class_{int(c)}") for c in class_ids]
+
+

@@ -50,10 +50,12 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
     h, w = out.shape[:2]
     n = len(class_ids)
     if masks is not None and n:
-        # Blend only inside each instance's window, in integer arithmetic (video draws every
-        # frame; full-frame float math per mask cost ~1 ms each). The window is the box when
-        # boxes are given (every model here pastes masks inside their boxes), else the
-        # mask's own bounding rows/cols.
+        # Blend only inside each instance's window, in integer arithmetic through a lookup
+        # table (video draws every frame, so this runs on the 2 cores the model uses; issue
+        # 7). The window is the box when boxes are given (every model here pastes masks
+        # inside their boxes), else the mask's own bounding rows/cols; in both cases it is
+        # narrowed to the rows/cols the mask covers (with many detections, masks cover ~20%
+        # of their boxes).
         a = int(round(alpha * 256))
         for i in range(n):
             m = masks[i]
@@ -62,24 +64,30 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
                 r0, c0 = max(0, int(np.floor(y0)) - 1), max(0, int(np.floor(x0)) - 1)
                 r1, c1 = min(h, int(np.ceil(y1)) + 1), min(w, int(np.ceil(x1)) + 1)
             else:
-                rows = np.flatnonzero(m.any(axis=1))
-                if rows.size == 0:
-                    continue
-                cols = np.flatnonzero(m.any(axis=0))
-                r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+                r0, r1, c0, c1 = 0, h, 0, w
             if r1 <= r0 or c1 <= c0:
                 continue
+            win = m[r0:r1, c0:c1]
+            rows = np.flatnonzero(win.any(axis=1))
+            if rows.size == 0:
+                continue
+            cols = np.flatnonzero(win[rows[0]:rows[-1] + 1].any(axis=0))
+            r0, r1, c0, c1 = r0 + rows[0], r0 + rows[-1] + 1, c0 + cols[0], c0 + cols[-1] + 1
             sub = out[r0:r1, c0:c1]
-            sm = np.asarray(m[r0:r1, c0:c1], bool)
-            color = np.array(class_color(class_ids[i]), np.uint16) * a
-            blended = ((sub.astype(np.uint16) * (256 - a) + color) >> 8).astype(np.uint8)
-            np.copyto(sub, blended, where=sm[..., None])
+            sm = m[r0:r1, c0:c1]
+            if sm.dtype != bool:
+                sm = sm != 0
+            lut = _blend_lut(class_color(class_ids[i]), a)
+            for ch in range(3):
+                plane = sub[..., ch]
+                np.copyto(plane, lut[ch][plane], where=sm)
     if boxes is None and masks is None or n == 0:
         return out
     pil = Image.fromarray(out)
     draw = ImageDraw.Draw(pil)
     line = max(1, round(min(h, w) / 300))
-    font = _font(max(10, round(min(h, w) / 40)))
+    size = max(10, round(min(h, w) / 40))
+    font = _font(size)
     for i in range(n):
         color = class_color(class_ids[i])
         if boxes is not None:
@@ -92,7 +100,7 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
             y0, x0, y1, x1 = ys[0], xs[0], ys[-1] + 1, xs[-1] + 1
         draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=color, width=line)
         if labels[i]:
-            tb = draw.textbbox((0, 0), labels[i], font=font)
+            tb = _text_box(labels[i], size)
             tw, th = tb[2] - tb[0], tb[3] - tb[1]
             ty = y0 - th - 2 * line if y0 - th - 2 * line >= 0 else y0
             draw.rectangle([x0, ty, x0 + tw + 2 * line, ty + th + 2 * line], fill=color)
@@ -100,3 +108,21 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
             txt = (0, 0, 0) if sum(color) > 400 else (255, 255, 255)
             draw.text((x0 + line - tb[0], ty + line - tb[1]), labels[i], fill=txt, font=font)
     return np.asarray(pil)
+
+
+@lru_cache(maxsize=64)
+def _blend_lut(color: tuple[int, int, int], a: int) -> np.ndarray:
+    """uint8 [3, 256]: ``lut[c, v] = (v * (256 - a) + color[c] * a) >> 8``, the blend of
+    channel value v with the class color at opacity a / 256 (one table per color)."""
+    v = np.arange(256, dtype=np.uint16)
+    return ((v[None, :] * (256 - a) + np.array(color, np.uint16)[:, None] * a) >> 8
+            ).astype(np.uint8)
+
+
+@lru_cache(maxsize=4096)
+def _text_box(label: str, size: int) -> tuple[int, int, int, int]:
+    """The label's text bounding box at (0, 0) as Pillow's ``textbbox`` on an RGB image
+    gives it. Cached: labels repeat from frame to frame (class name + 2-digit score), and
+    measuring the text costs a third of drawing it."""
+    return tuple(ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), label,
+                                                                    font=_font(size)))
