@@ -44,6 +44,21 @@ MIN_VISIBLE_PIXELS = 150      # ...and at least this many pixels (at 256 px)
 MARGIN = 3                    # pixels kept free at the image border
 OVERLAP_PROBABILITY = 0.4     # share of parts allowed to overlap those placed before them
 TOUCH_PROBABILITY = 0.35      # share of the others placed right next to an earlier part
+PART_SCALE = (0.85, 1.1)      # random size factor of each part (x the image scale)
+BRACKET_WIDTH = (15, 24)      # bracket arm width in pixels (at 256 px)
+BRACKET_LONG_ARM = (50, 100)  # arm lengths in pixels (at 256 px)
+BRACKET_SHORT_ARM = (36, 80)
+BRACKET_HOLE = (0.2, 0.28)    # hole radius, x the arm width
+# The cues that tell the look-alikes apart (bolt vs screw, nut vs washer): how strong they are
+# decides how hard the set is. Lengths in pixels at 256 px, the others relative.
+BOLT_LENGTH = (60, 108)
+BOLT_PLAIN_SHANK = (0.0, 0.45)  # share of the shank left unthreaded
+SCREW_LENGTH = (50, 92)
+SCREW_TIP = (1.0, 1.5)          # pointed tip length, x the shank diameter
+SCREW_DIAMETER = (0.16, 0.2)    # shank diameter, x the length
+NUT_HOLE = (0.38, 0.5)          # hole radius, x the outer radius
+NUT_CHAMFER_SHADE = 0.7         # brightness of the chamfered corners (1 = invisible chamfer)
+WASHER_HOLE = (0.42, 0.6)
 
 # Metal tints (RGB) and which classes tend to get them: a hint, never a rule.
 TINTS = {
@@ -194,13 +209,13 @@ def _threaded_shank(u, v, r, pitch, thread_from):
 def make_bolt(rng, s=1.0) -> Part:
     """Hex bolt lying on its side: a flat-topped head with chamfered corners and a long
     shank, threaded on its far part, with a flat, chamfered tip."""
-    L = rng.uniform(60, 108) * s
+    L = rng.uniform(*BOLT_LENGTH) * s
     d = L * rng.uniform(0.16, 0.21)
     hw = d * rng.uniform(1.55, 1.8)
     hl = d * rng.uniform(0.6, 0.8)
     c, c2 = hl * 0.25, d * 0.2
     pitch = max(d * 0.28, 2.4)
-    thread_from = hl + (L - hl) * rng.uniform(0.0, 0.45)
+    thread_from = hl + (L - hl) * rng.uniform(*BOLT_PLAIN_SHANK)
     pts = [(0, -hw / 2 + c), (c, -hw / 2), (hl, -hw / 2), (hl, -d / 2)]
     pts += [(L - c2, -d / 2), (L, -d / 2 + c2), (L, d / 2 - c2), (L - c2, d / 2)]
     pts += [(hl, d / 2), (hl, hw / 2), (c, hw / 2), (0, hw / 2 - c)]
@@ -222,11 +237,11 @@ def make_bolt(rng, s=1.0) -> Part:
 def make_screw(rng, s=1.0) -> Part:
     """Pan-head screw lying on its side: a dome-shaped head, a fully threaded shank with a
     pointed tip; shorter than a bolt."""
-    L = rng.uniform(50, 92) * s
-    d = L * rng.uniform(0.16, 0.2)
+    L = rng.uniform(*SCREW_LENGTH) * s
+    d = L * rng.uniform(*SCREW_DIAMETER)
     hw = d * rng.uniform(1.8, 2.1)
     hl = d * rng.uniform(0.6, 0.8)
-    tip = d * rng.uniform(1.0, 1.5)
+    tip = d * rng.uniform(*SCREW_TIP)
     pitch = max(d * 0.35, 2.6)
     phi = np.linspace(-np.pi / 2, np.pi / 2, 17)
     head = np.stack([hl - hl * np.cos(phi) ** 0.45, (hw / 2) * np.sin(phi)], 1)[::-1]
@@ -266,7 +281,7 @@ def _round_metal_shade(rng, R, hole_r, bevel):
 def make_nut(rng, s=1.0) -> Part:
     """Hex nut seen from the top: a hexagon with a round threaded hole and chamfered corners."""
     R = rng.uniform(17, 30) * s
-    hole = R * rng.uniform(0.38, 0.5)
+    hole = R * rng.uniform(*NUT_HOLE)
     a0 = rng.uniform(0, np.pi / 3)
     outer = _arc(0, 0, R, a0, a0 + 2 * np.pi, 7)[:-1]
     base = _round_metal_shade(rng, R, hole, max(1.5, 0.08 * R))
@@ -276,7 +291,7 @@ def make_nut(rng, s=1.0) -> Part:
         b = base(u, v)
         r = np.sqrt(u * u + v * v)
         # The chamfer circle: the corners beyond it are bevelled and darker.
-        return np.where(r > 0.93 * inscribed, b * 0.7, b).astype(np.float32)
+        return np.where(r > 0.93 * inscribed, b * NUT_CHAMFER_SHADE, b).astype(np.float32)
 
     return Part("nut", _ring_pieces(outer, hole), shade, _pick_tint(rng, "nut"), R,
                 ((0.0, 0.0, hole),))
@@ -285,7 +300,7 @@ def make_nut(rng, s=1.0) -> Part:
 def make_washer(rng, s=1.0) -> Part:
     """Flat washer seen from the top: a ring."""
     R = rng.uniform(16, 31) * s
-    hole = R * rng.uniform(0.42, 0.6)
+    hole = R * rng.uniform(*WASHER_HOLE)
     outer = _arc(0, 0, R, 0, 2 * np.pi, 49)[:-1]
     base = _round_metal_shade(rng, R, hole, 1.2)
 
@@ -301,10 +316,10 @@ def make_washer(rng, s=1.0) -> Part:
 def make_bracket(rng, s=1.0) -> Part:
     """L-shaped angle bracket (a flat plate seen from the top) with round holes along both
     arms and rounded ends."""
-    w = rng.uniform(15, 24) * s
-    a = rng.uniform(50, 100) * s
-    b = rng.uniform(36, 80) * s
-    hr = w * rng.uniform(0.2, 0.28)
+    w = rng.uniform(*BRACKET_WIDTH) * s
+    a = rng.uniform(*BRACKET_LONG_ARM) * s
+    b = rng.uniform(*BRACKET_SHORT_ARM) * s
+    hr = w * rng.uniform(*BRACKET_HOLE)
 
     def holes(length):
         # One hole on a short arm, two on a long one; clear of the corner square.
@@ -523,7 +538,7 @@ def render_scene(rng: np.random.Generator, height: int, width: int, paint_parts:
     visible = []  # visible pixel count per placed part
     for _ in range(n_parts):
         name = _sample_class(rng)
-        part = MAKERS[name](rng, scale * rng.uniform(0.85, 1.1))
+        part = MAKERS[name](rng, scale * rng.uniform(*PART_SCALE))
         allow_overlap = rng.random() < OVERLAP_PROBABILITY
         # Some non-overlapping parts are pushed against an earlier one (touching parts are
         # what instance segmentation must split); they fall back to anywhere after a while.

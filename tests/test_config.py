@@ -60,6 +60,7 @@ def test_unknown_key_names_file_key_and_closest(tmp_path, data, text, key, hint)
     ("train:\n  warmup_steps: 5000\n", ["train.warmup_steps", "smaller than train.steps"]),
     ("model:\n  preset: slim_r18\n", ["model.preset", "did you mean 'slim_r18_fpn'"]),
     ("runtime:\n  strategy: mirorred\n", ["runtime.strategy", "did you mean 'mirrored'"]),
+    ("train:\n  optimizer: adm\n", ["train.optimizer", "did you mean 'adam'"]),
     ("train: 5\n", ["train", "mapping"]),
 ])
 def test_wrong_types_and_impossible_values(tmp_path, data, text, words):
@@ -368,3 +369,20 @@ def test_train_cli_turns_sigterm_into_keyboard_interrupt(tmp_path):
             time.sleep(5)  # Python runs the handler here at the latest
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def test_adam_optimizer_reaches_model_garden_and_od_api(tmp_path, data):
+    run = load_run(write(tmp_path, base(data, "train:\n  optimizer: adam\n  steps: 40\n")))
+    oc = run.experiment.trainer.optimizer_config
+    assert oc.optimizer.type == "adam" and oc.optimizer.adam.global_clipnorm == 10.0
+    # Adam's default rate does not scale with the batch size (SGD's does).
+    from modeling.config import ADAM_LEARNING_RATE
+    assert oc.learning_rate.cosine.initial_learning_rate == ADAM_LEARNING_RATE
+    assert run.resolved_user_dict()["train"]["optimizer"] == "adam"
+    opt = parse_text_proto(run.pipeline_config())["train_config"]["optimizer"]
+    assert "adam_optimizer" in opt and "momentum_optimizer" not in opt
+    assert opt["adam_optimizer"]["learning_rate"]["cosine_decay_learning_rate"][
+        "total_steps"] == 40
+    sgd = load_run(write(tmp_path, base(data, "train:\n  steps: 40\n"), "sgd.yaml"))
+    opt = parse_text_proto(sgd.pipeline_config())["train_config"]["optimizer"]
+    assert opt["momentum_optimizer"]["momentum_optimizer_value"] == 0.9
