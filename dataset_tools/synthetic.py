@@ -38,27 +38,27 @@ CLASSES = ("bolt", "bracket", "nut", "screw", "washer")
 CATEGORY_IDS = {name: i for i, name in enumerate(CLASSES, start=1)}
 
 # Scene parameters (for 256 px images; scaled with the image size).
-MIN_PARTS, MAX_PARTS = 2, 6
+MIN_PARTS, MAX_PARTS = 2, 5
 MIN_VISIBLE_FRACTION = 0.55   # an occluded part keeps at least this much of its area...
 MIN_VISIBLE_PIXELS = 150      # ...and at least this many pixels (at 256 px)
 MARGIN = 3                    # pixels kept free at the image border
-OVERLAP_PROBABILITY = 0.4     # share of parts allowed to overlap those placed before them
-TOUCH_PROBABILITY = 0.35      # share of the others placed right next to an earlier part
-PART_SCALE = (0.85, 1.1)      # random size factor of each part (x the image scale)
-BRACKET_WIDTH = (15, 24)      # bracket arm width in pixels (at 256 px)
-BRACKET_LONG_ARM = (50, 100)  # arm lengths in pixels (at 256 px)
-BRACKET_SHORT_ARM = (36, 80)
-BRACKET_HOLE = (0.2, 0.28)    # hole radius, x the arm width
+OVERLAP_PROBABILITY = 0.25    # share of parts allowed to overlap those placed before them
+TOUCH_PROBABILITY = 0.25      # share of the others placed right next to an earlier part
+PART_SCALE = (1.0, 1.3)       # random size factor of each part (x the image scale)
+BRACKET_WIDTH = (22, 30)      # bracket arm width in pixels (at 256 px)
+BRACKET_LONG_ARM = (50, 90)   # arm lengths in pixels (at 256 px)
+BRACKET_SHORT_ARM = (36, 70)
+BRACKET_HOLE = (0.15, 0.2)    # hole radius, x the arm width
 # The cues that tell the look-alikes apart (bolt vs screw, nut vs washer): how strong they are
 # decides how hard the set is. Lengths in pixels at 256 px, the others relative.
-BOLT_LENGTH = (60, 108)
-BOLT_PLAIN_SHANK = (0.0, 0.45)  # share of the shank left unthreaded
-SCREW_LENGTH = (50, 92)
-SCREW_TIP = (1.0, 1.5)          # pointed tip length, x the shank diameter
-SCREW_DIAMETER = (0.16, 0.2)    # shank diameter, x the length
-NUT_HOLE = (0.38, 0.5)          # hole radius, x the outer radius
-NUT_CHAMFER_SHADE = 0.7         # brightness of the chamfered corners (1 = invisible chamfer)
-WASHER_HOLE = (0.42, 0.6)
+BOLT_LENGTH = (75, 115)
+BOLT_PLAIN_SHANK = (0.3, 0.55)  # share of the shank left unthreaded
+SCREW_LENGTH = (45, 78)
+SCREW_TIP = (1.6, 2.2)          # pointed tip length, x the shank diameter
+SCREW_DIAMETER = (0.19, 0.23)   # shank diameter, x the length
+NUT_HOLE = (0.3, 0.4)           # hole radius, x the outer radius
+NUT_CHAMFER_SHADE = 0.85        # brightness of the chamfered corners (1 = invisible chamfer)
+WASHER_HOLE = (0.5, 0.62)
 
 # Metal tints (RGB) and which classes tend to get them: a hint, never a rule.
 TINTS = {
@@ -67,10 +67,10 @@ TINTS = {
     "blue_paint": (92, 118, 150), "green_paint": (96, 130, 98), "grey_paint": (140, 140, 136),
 }
 TINT_WEIGHTS = {
-    "bolt": {"steel": 4, "dark_steel": 2, "zinc": 2, "black_oxide": 2, "yellow_zinc": 1},
-    "screw": {"steel": 2, "yellow_zinc": 3, "brass": 3, "zinc": 1, "black_oxide": 1},
-    "nut": {"steel": 3, "zinc": 3, "yellow_zinc": 1, "dark_steel": 2, "brass": 1},
-    "washer": {"steel": 3, "zinc": 3, "brass": 1, "dark_steel": 1, "yellow_zinc": 1},
+    "bolt": {"steel": 4, "dark_steel": 3, "zinc": 2, "black_oxide": 2},
+    "screw": {"brass": 4, "yellow_zinc": 4, "steel": 1, "zinc": 1},
+    "nut": {"steel": 3, "zinc": 2, "dark_steel": 3, "black_oxide": 1},
+    "washer": {"steel": 2, "zinc": 3, "brass": 2, "yellow_zinc": 2},
     "bracket": {"steel": 2, "zinc": 2, "blue_paint": 2, "green_paint": 1, "grey_paint": 2},
 }
 
