@@ -16,17 +16,19 @@ all in one process on the same weights:
                         beforehand (Model Garden's serving preprocessing, not timed):
                         the network alone, its raw outputs (28x28 box-relative masks)
   - export@0:           ``inference.Predictor(DIR)``, score threshold 0: the SavedModel
-                        (its ``image_tensor_thresholded`` signature: preprocessing + model
-                        + in-graph post-processing, full-size masks of every detection)
-                        plus the Predictor's Detections
+                        (its ``image_tensor_box_masks`` signature: preprocessing + model
+                        + in-graph post-processing) plus the Predictor's Detections with
+                        the full-size masks of every detection (pasted in numpy)
   - frozen+paste@0:     ``inference.Predictor(DIR/frozen_graph.pb)``, threshold 0: the
                         frozen graph in a tf.compat.v1.Session, then every box-relative mask
                         pasted in numpy: the same Detections as export@0 (like with like)
   - export@0.5, frozen+paste@0.5: the same at the Predictor's default threshold 0.5 (both
-                        then paste only the kept rows: the SavedModel in-graph, given the
-                        threshold; the frozen graph's Predictor in numpy)
-Both exports are loaded by ``inference.Predictor``, as users load them; the bench loads no
-model itself. Goals (issue 6): each export <= 1.1x direct, and frozen+paste <= export.
+                        then paste only the kept rows)
+  - signature@0:        the SavedModel's ``serving_default`` called as TF Serving or plain
+                        TF code calls it (``tf.saved_model.load``): every detection's mask
+                        pasted in-graph and returned at full size, uint8 [1, N, H, W]
+Both exports are loaded by ``inference.Predictor``, as users load them. Goals (issue 6):
+each export <= 1.1x direct, and frozen+paste <= export.
 Prints a table and saves bench/results/infer.json.
 """
 from __future__ import annotations
@@ -131,6 +133,8 @@ def main() -> int:
     p_frozen = Predictor(out / "frozen_graph.pb", score_threshold=0.0)
     p_export_05 = Predictor(out, score_threshold=0.5)
     p_frozen_05 = Predictor(out / "frozen_graph.pb", score_threshold=0.5)
+    import tensorflow as tf
+    serving = tf.saved_model.load(str(out / "saved_model")).signatures["serving_default"]
 
     rng = np.random.default_rng(0)
     rows = []
@@ -142,6 +146,8 @@ def main() -> int:
             "frozen+paste@0": lambda: p_frozen(img),
             "export@0.5": lambda: p_export_05(img),
             "frozen+paste@0.5": lambda: p_frozen_05(img),
+            "signature@0": lambda: serving(images=tf.constant(img[None]))[
+                "detection_masks"].numpy(),
         }
         ms = interleaved_median_ms(variants, args.repeats)
         det, fdet = p_export(img), p_frozen(img)
@@ -149,14 +155,16 @@ def main() -> int:
         rows.append({"size": f"{h}x{w}", "detections": len(det),
                      "kept@0.5": len(p_export_05(img)), "ms": ms,
                      "export@0/direct": ms["export@0"] / ms["direct"],
+                     "export@0.5/direct": ms["export@0.5"] / ms["direct"],
+                     "signature@0/direct": ms["signature@0"] / ms["direct"],
                      "frozen+paste@0/direct": ms["frozen+paste@0"] / ms["direct"],
                      "frozen+paste@0/export@0": ms["frozen+paste@0"] / ms["export@0"],
                      "frozen+paste@0.5/export@0.5":
                          ms["frozen+paste@0.5"] / ms["export@0.5"]})
 
     names = list(rows[0]["ms"])
-    ratios = ["export@0/direct", "frozen+paste@0/direct", "frozen+paste@0/export@0",
-              "frozen+paste@0.5/export@0.5"]
+    ratios = ["export@0/direct", "export@0.5/direct", "frozen+paste@0/direct",
+              "frozen+paste@0/export@0", "frozen+paste@0.5/export@0.5", "signature@0/direct"]
     print(f"model {run.user.model.preset} at {meta['input_size']} px, weights: {weights}, "
           f"export took {export_s:.0f} s; median ms per image of {args.repeats} runs, batch 1; "
           f"goals: export/direct <= 1.1, frozen/direct <= 1.1, frozen/export <= 1")

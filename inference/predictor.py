@@ -3,9 +3,9 @@
 It recognizes by itself what ``path`` is:
 
 - ``export``: our export folder (``export.py``): ``DIR/saved_model`` signature
-  ``image_tensor`` already gives boxes in input pixels and 0/1 masks at image size; its
-  ``image_tensor_thresholded`` (called when present) takes the Predictor's score threshold
-  too, so masks of detections below it are never pasted.
+  ``image_tensor`` gives boxes in input pixels and 0/1 masks at image size; the Predictor
+  calls its ``image_tensor_box_masks`` (the same outputs with the masks still
+  box-relative; exports without it use ``image_tensor``) and pastes only the kept rows.
 - ``odapi_saved_model``: a SavedModel from the TF Object Detection API's
   ``exporter_main_v2.py`` (the folder holding ``saved_model.pb``, or the export folder
   holding ``saved_model/``): ``serving_default`` takes ``input_tensor`` uint8 [1, H, W, 3]
@@ -23,14 +23,15 @@ a TF1-exported ``saved_model/`` loads in TF2 only through the v1 compatibility l
 the older ``inputs`` signature. Pass ``DIR/saved_model`` to load that one instead. Our own
 export folder (``saved_model/`` + ``frozen_graph.pb``) loads its SavedModel.
 
-Box-relative masks are pasted with the OD API's reframing (``core.masks.paste_box_masks``)
-and thresholded at > 0.5, after the score threshold and class filter, so only the kept
-rows are pasted (OD API models return up to 100 rows, mostly low scores; each pasted row
-is a float32 [H, W] array). Whatever the model, the result is ``core.detections.Detections``:
-boxes float32 (ymin, xmin, ymax, xmax) in pixels of the image passed in, bool masks
-[N, H, W] at that size (None for a box-only model), label-map ids and names. Masks from
-our export are read-only views of the SavedModel's output (copying 100 full-size masks
-cost as much as pasting them): ``.copy()`` them before changing them in place.
+Box-relative masks are pasted as the OD API's reframing does, thresholded at > 0.5
+(``core.masks.paste_box_masks``: the same pixels as ``crop_and_resize``, computed over
+each box's window only), after the score threshold and class filter, so only the kept
+rows are pasted (models return up to 100 rows, mostly low scores). Whatever the model,
+the result is ``core.detections.Detections``: boxes float32 (ymin, xmin, ymax, xmax) in
+pixels of the image passed in, bool masks [N, H, W] at that size (None for a box-only
+model), label-map ids and names. Masks from an export without ``image_tensor_box_masks``
+are read-only views of the SavedModel's output: ``.copy()`` them before changing them in
+place.
 
 The label map comes from ``label_map=`` (a path or a LabelMap), else from a
 ``label_map.pbtxt`` next to the model; ids it lacks are named ``class_<id>``.
@@ -77,49 +78,39 @@ class _BoxMasks:
 
     def paste(self, rows: np.ndarray, height: int, width: int) -> np.ndarray:
         """bool [len(rows), height, width]: the given rows only, pasted and > 0.5."""
-        out = np.empty((len(rows), height, width), bool)
-        # One row at a time: all at once allocates a float32 [n, H, W] (123 MB for 100
-        # masks at 640x480); one [1, H, W] at a time stays in cache (measured 42 -> 25 ms).
-        for i, r in enumerate(rows):
-            np.greater(paste_box_masks(self.box_masks[r:r + 1], self.boxes[r:r + 1],
-                                       height, width), 0.5, out=out[i:i + 1])
-        return out
-
-
-def _float32_at_most(x: float) -> np.float32:
-    """The largest float32 <= x: a float32 threshold that drops no row ``score >= x`` keeps."""
-    f = np.float32(x)
-    return f if float(f) <= x else np.nextafter(f, np.float32(-np.inf))
+        return paste_box_masks(self.box_masks[rows], self.boxes[rows], height, width)
 
 
 class _ExportBackend:
-    """Our SavedModel (or the in-memory serving function): outputs are final already.
+    """Our SavedModel (or the in-memory serving function).
 
-    ``thresholded_fn`` (the ``image_tensor_thresholded`` signature; exports written before
-    it existed lack it) takes the score threshold too and pastes only the rows it keeps:
-    with 100 detections at 640x480, pasting them all cost more than the network (issue 6).
+    ``box_masks_fn`` (the ``image_tensor_box_masks`` signature; exports written before it
+    existed lack it) returns the masks box-relative, so only the rows the Predictor keeps
+    get pasted, in numpy: at 640x480, the in-graph paste of all 100 rows and its 30 MB
+    output cost half the network's time (issue 6). Otherwise ``fn`` (``image_tensor``).
     """
 
     def __init__(self, fn: Callable, max_batch: int | None = None,
-                 thresholded_fn: Callable | None = None):
-        self.fn, self.max_batch, self.thresholded_fn = fn, max_batch, thresholded_fn
+                 box_masks_fn: Callable | None = None):
+        self.fn, self.max_batch, self.box_masks_fn = fn, max_batch, box_masks_fn
 
     def __call__(self, batch, score_threshold: float = 0.0):
         tf = _tf()
-        if self.thresholded_fn is not None:
-            out = self.thresholded_fn(
-                images=tf.constant(batch),
-                score_threshold=tf.constant(_float32_at_most(score_threshold)))
-        else:
-            out = self.fn(images=tf.constant(batch))
-        # np.asarray shares the output tensors' buffers; .numpy() would copy them (the
-        # masks are [B, N, H, W]: 30 MB for 100 detections at 640x480, measured 6-40 ms).
+        h, w = batch.shape[1:3]
+        out = (self.box_masks_fn or self.fn)(images=tf.constant(batch))
+        # np.asarray shares the output tensors' buffers; .numpy() would copy them (pasted
+        # masks are [B, N, H, W]: 30 MB for 100 detections at 640x480).
         out = {k: np.asarray(v) for k, v in out.items()}
+        scale = np.array([h, w, h, w], np.float32)
         res = []
         for b in range(len(batch)):
             n = int(out["num_detections"][b])
-            res.append((out["detection_boxes"][b, :n], out["detection_scores"][b, :n],
-                        out["detection_classes"][b, :n], out["detection_masks"][b, :n]))
+            boxes, masks = out["detection_boxes"][b, :n], out["detection_masks"][b, :n]
+            if self.box_masks_fn is not None:
+                # boxes / size in float32: the normalized boxes the in-graph paste uses.
+                masks = _BoxMasks(masks, boxes / scale)
+            res.append((boxes, out["detection_scores"][b, :n],
+                        out["detection_classes"][b, :n], masks))
         return res
 
 
@@ -266,7 +257,7 @@ def _load_saved_model(location: Path):
     max_batch = 1 if spec.shape.rank and spec.shape[0] == 1 else None
     ours = (name == "images" and "encoded_image" in sigs
             and outputs["detection_classes"].dtype == tf.int32)
-    backend = (_ExportBackend(fn, max_batch, sigs.get("image_tensor_thresholded")) if ours
+    backend = (_ExportBackend(fn, max_batch, sigs.get("image_tensor_box_masks")) if ours
                else _OdApiSavedModelBackend(fn, name, max_batch))
     backend.loaded = loaded  # keep the restored variables alive with the function
     return ("export" if ours else "odapi_saved_model"), backend
@@ -304,15 +295,15 @@ class Predictor:
     def from_function(cls, fn: Callable, label_map: LabelMap | None,
                       score_threshold: float = 0.0,
                       classes: Iterable[int | str] | None = None,
-                      owner=None, thresholded_fn: Callable | None = None) -> "Predictor":
+                      owner=None, box_masks_fn: Callable | None = None) -> "Predictor":
         """Wrap a tf.function with the export's ``image_tensor`` inputs and outputs
         (``modeling.exporting.load_detector`` uses this for the in-memory model).
         ``owner``: the object ``fn`` is a method of, kept alive here (tf.function methods
-        hold their instance only weakly). ``thresholded_fn``: optional, with the
-        ``image_tensor_thresholded`` signature's inputs (``images``, ``score_threshold``)."""
+        hold their instance only weakly). ``box_masks_fn``: optional, with the
+        ``image_tensor_box_masks`` signature's outputs (masks box-relative)."""
         self = cls.__new__(cls)
         self.path, self.kind = None, "function"
-        self._backend = _ExportBackend(fn, thresholded_fn=thresholded_fn)
+        self._backend = _ExportBackend(fn, box_masks_fn=box_masks_fn)
         self._backend.owner = owner
         self._setup(label_map, score_threshold, classes)
         return self

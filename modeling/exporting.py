@@ -3,7 +3,7 @@
 Layout written by :func:`export` (atomically: a temporary sibling folder renamed at the end)::
 
     DIR/saved_model/      signatures serving_default / image_tensor / encoded_image /
-                      image_tensor_thresholded
+                      image_tensor_box_masks
     DIR/frozen_graph.pb   drop-in for a TF OD API frozen_inference_graph.pb
     DIR/label_map.pbtxt   ids 1..N
     DIR/metadata.json     classes, input size, score threshold, provenance, output docs
@@ -20,10 +20,12 @@ SavedModel signatures (``serving_default`` and ``image_tensor`` are the same fun
 - ``image_tensor``: input ``images`` uint8 [B, H, W, 3] RGB, any H, W (one size per call).
 - ``encoded_image``: input ``encoded_images`` string [B], JPEG/PNG bytes, all of one size.
   (EXIF orientation is *not* applied in-graph; :func:`inference.load_image` applies it.)
-- ``image_tensor_thresholded``: inputs ``images`` (as ``image_tensor``) and
-  ``score_threshold`` float32 scalar: the same outputs, holding only the detections
-  scoring >= ``score_threshold`` (``num_detections`` counts those), so the masks of the
-  others are never pasted (``inference.Predictor`` calls this one with its threshold).
+- ``image_tensor_box_masks``: input ``images`` (as ``image_tensor``); the same outputs
+  except ``detection_masks``, float32 [B, N, mh, mw] box-relative probabilities (as the
+  frozen graph's, not pasted). ``inference.Predictor`` calls this one and pastes only the
+  rows it keeps with ``core.masks.paste_box_masks`` (the same pixels, see
+  :func:`paste_box_masks_binary`): pasting all 100 rows at 640x480 and returning 30 MB
+  cost half the network's time in-graph (issue 6).
 
   Outputs of all (N = the largest detection count in the batch, rows past
   ``num_detections[b]`` are zero padding):
@@ -69,11 +71,11 @@ OUTPUT_DOCS = {
             "encoded_image": {"input": "encoded_images", "dtype": "string", "shape": "[B]",
                               "note": "JPEG/PNG bytes, all images of one size per call; "
                                       "EXIF orientation is not applied"},
-            "image_tensor_thresholded": {
-                "inputs": {"images": "uint8 [B, H, W, 3] RGB, as image_tensor",
-                           "score_threshold": "float32 scalar"},
-                "note": "the same outputs, only the detections scoring >= score_threshold "
-                        "(num_detections counts those); the others' masks are not pasted"},
+            "image_tensor_box_masks": {
+                "input": "images", "dtype": "uint8", "shape": "[B, H, W, 3]",
+                "note": "the same outputs except detection_masks: float32 [B, N, mh, mw] "
+                        "box-relative probabilities, not pasted (paste with "
+                        "reframe_box_masks_to_image_masks, then > 0.5)"},
         },
         "outputs": {
             "detection_boxes": {"dtype": "float32", "shape": "[B, N, 4]",
@@ -211,7 +213,8 @@ class ServingModule(tf.Module):
     """The model plus Model Garden's serving preprocessing plus our output fixing.
 
     ``_raw`` is the shared core; ``serve_images`` / ``serve_encoded`` /
-    ``serve_images_thresholded`` give the SavedModel outputs, ``serve_odapi`` the frozen graph's (see the module docstring).
+    ``serve_box_masks`` give the SavedModel outputs, ``serve_odapi`` the frozen graph's
+    (see the module docstring).
     """
 
     def __init__(self, model, params, input_size):
@@ -248,29 +251,18 @@ class ServingModule(tf.Module):
         masks = out["detection_masks"] * tf.cast(valid & has_area, tf.float32)[..., None, None]
         return boxes, boxes / size, scores, classes, num, masks
 
-    def _full(self, images, score_threshold=None):
-        """The SavedModel outputs (module docstring); with ``score_threshold`` (float32
-        scalar) only the rows scoring >= it, so the masks of the others are never pasted."""
+    def _trimmed(self, images):
+        """``_raw`` cut to N = the largest detection count in the batch (rows past
+        ``num[b]`` are zero): (boxes px, normalized boxes, scores, classes, num, box masks)."""
         boxes, nboxes, scores, classes, num, masks = self._raw(images)
-        if score_threshold is not None:
-            m = tf.shape(scores)[1]
-            keep = tf.sequence_mask(num, m) & (scores >= score_threshold)
-            # Kept rows first, in their order (scores come sorted, so this is a prefix;
-            # the stable sort keeps it right even if they were not).
-            order = tf.argsort(tf.cast(~keep, tf.int32), axis=1, stable=True)
-            num = tf.reduce_sum(tf.cast(keep, tf.int32), axis=1)
-            valid = tf.sequence_mask(num, m)
-            validf = tf.cast(valid, tf.float32)
-            boxes = tf.gather(boxes, order, batch_dims=1) * validf[..., None]
-            nboxes = tf.gather(nboxes, order, batch_dims=1) * validf[..., None]
-            scores = tf.gather(scores, order, batch_dims=1) * validf
-            classes = tf.gather(classes, order, batch_dims=1) * tf.cast(valid, tf.int32)
-            masks = tf.gather(masks, order, batch_dims=1) * validf[..., None, None]
         n = tf.reduce_max(tf.concat([num, [0]], 0))
-        boxes, nboxes, scores, classes, masks = (
-            boxes[:, :n], nboxes[:, :n], scores[:, :n], classes[:, :n], masks[:, :n])
+        return boxes[:, :n], nboxes[:, :n], scores[:, :n], classes[:, :n], num, masks[:, :n]
+
+    def _full(self, images):
+        """The SavedModel outputs (module docstring), masks pasted at image size."""
+        boxes, nboxes, scores, classes, num, masks = self._trimmed(images)
         b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
-        mh, mw = tf.shape(masks)[2], tf.shape(masks)[3]
+        n, mh, mw = tf.shape(masks)[1], tf.shape(masks)[2], tf.shape(masks)[3]
         full = paste_box_masks_binary(tf.reshape(masks, [-1, mh, mw]),
                                       tf.reshape(nboxes, [-1, 4]), h, w)
         return {"detection_boxes": boxes, "detection_scores": scores,
@@ -282,11 +274,13 @@ class ServingModule(tf.Module):
     def serve_images(self, images):
         return self._full(images)
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, None, None, 3], tf.uint8, name="images"),
-        tf.TensorSpec([], tf.float32, name="score_threshold")])
-    def serve_images_thresholded(self, images, score_threshold):
-        return self._full(images, score_threshold)
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
+                                                name="images")])
+    def serve_box_masks(self, images):
+        boxes, _, scores, classes, num, masks = self._trimmed(images)
+        return {"detection_boxes": boxes, "detection_scores": scores,
+                "detection_classes": classes, "num_detections": num,
+                "detection_masks": masks}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="encoded_images")])
     def serve_encoded(self, encoded_images):
@@ -409,8 +403,8 @@ def export_model(model, params, label_map: LabelMap, out_dir: str | os.PathLike,
         images_fn = module.serve_images.get_concrete_function()
         signatures = {"serving_default": images_fn, "image_tensor": images_fn,
                       "encoded_image": module.serve_encoded.get_concrete_function(),
-                      "image_tensor_thresholded":
-                          module.serve_images_thresholded.get_concrete_function()}
+                      "image_tensor_box_masks":
+                          module.serve_box_masks.get_concrete_function()}
         # Save a bare holder of the variables plus the signatures: saving `module` itself
         # would also trace and store its other tf.functions (serve_odapi).
         holder = tf.Module()
@@ -473,7 +467,7 @@ def detector_from_model(model, params, label_map: LabelMap, score_threshold: flo
     module = ServingModule(model, params, params.task.model.input_size[:2])
     return Predictor.from_function(module.serve_images, label_map,
                                    score_threshold=score_threshold, owner=module,
-                                   thresholded_fn=module.serve_images_thresholded)
+                                   box_masks_fn=module.serve_box_masks)
 
 
 def load_detector(run, checkpoint=None, score_threshold: float = 0.0,

@@ -131,7 +131,10 @@ def test_frozen_graph_is_an_od_api_drop_in(tiny_export, saved_out):
     # border), which TF's crop_and_resize and numpy may round to opposite sides.
     assert fo["detection_masks"].shape[2:] == (28, 28)
     nboxes = fo["detection_boxes"][0, :n]
-    probs = paste_box_masks(fo["detection_masks"][0, :n], nboxes, 100, 150)
+    probs = od_api_reframe(fo["detection_masks"][0, :n], nboxes, 100, 150)
+    # Predictor's numpy paste of these masks is that reframing > 0.5 exactly.
+    np.testing.assert_array_equal(
+        paste_box_masks(fo["detection_masks"][0, :n], nboxes, 100, 150), probs > 0.5)
     full = saved_out["detection_masks"][0, :n].astype(bool)
     assert full.sum() > 0
     k, y, x = np.nonzero((probs > 0.5) != full)
@@ -143,25 +146,25 @@ def test_frozen_graph_is_an_od_api_drop_in(tiny_export, saved_out):
     assert len(k) <= 1e-3 * full.size
 
 
-def test_thresholded_signature_keeps_the_rows_scoring_at_least_the_threshold(saved, saved_out):
-    """``image_tensor_thresholded`` = ``image_tensor``'s rows scoring >= t, nothing else."""
+def test_box_masks_signature_pastes_to_image_tensor(saved, saved_out):
+    """``image_tensor_box_masks`` = ``image_tensor`` with the masks not yet pasted: the
+    same boxes, scores, classes and count, and pasting its box-relative masks in numpy
+    (what Predictor does) gives ``image_tensor``'s masks pixel for pixel."""
     import tensorflow as tf
+    out = saved.signatures["image_tensor_box_masks"](images=tf.constant(sample_image()[None]))
+    out = {k: v.numpy() for k, v in out.items()}
     n = int(saved_out["num_detections"][0])
-    scores = saved_out["detection_scores"][0, :n]
-    for t in (0.0, float(scores[n // 2]), float(scores[0]) + 1e-3):
-        out = saved.signatures["image_tensor_thresholded"](
-            images=tf.constant(sample_image()[None]), score_threshold=tf.constant(t))
-        out = {k: v.numpy() for k, v in out.items()}
-        kept = int((scores >= np.float32(t)).sum())
-        assert int(out["num_detections"][0]) == kept, t
-        assert out["detection_masks"].shape == (1, kept, 100, 150)
-        for k in OUTPUTS:
-            want = saved_out[k] if k == "num_detections" else saved_out[k][:, :kept]
-            if k == "num_detections":
-                want = np.array([kept], np.int32)
+    assert n > 0 and out["detection_masks"].shape == (1, n, 28, 28)
+    assert out["detection_masks"].dtype == np.float32
+    for k in OUTPUTS:
+        if k != "detection_masks":
             assert out[k].dtype == saved_out[k].dtype, k
-            np.testing.assert_array_equal(out[k], want, err_msg=f"{k} at {t}")
-    assert kept == 0
+            np.testing.assert_array_equal(out[k], saved_out[k], err_msg=k)
+    boxes = out["detection_boxes"][0] / np.array([100, 150, 100, 150], np.float32)
+    pasted = paste_box_masks(out["detection_masks"][0], boxes, 100, 150)
+    full = saved_out["detection_masks"][0].astype(bool)
+    assert full.sum() > 0
+    np.testing.assert_array_equal(pasted, full)
 
 
 def od_api_reframe(box_masks, boxes, height, width):
@@ -177,8 +180,8 @@ def od_api_reframe(box_masks, boxes, height, width):
 
 @pytest.mark.parametrize("height,width", [(100, 150), (480, 640), (1, 37), (23, 1)])
 def test_paste_box_masks_binary_equals_od_api_reframing(height, width):
-    """The windowed in-graph paste gives exactly the pixels of crop_and_resize at full size
-    > 0.5 (it repeats the kernel's float32 operations), and numpy's paste up to ties."""
+    """The windowed pastes, in-graph and numpy (Predictor's), give exactly the pixels of
+    crop_and_resize at full size > 0.5: both repeat the kernel's float32 operations."""
     import tensorflow as tf
     from modeling.exporting import paste_box_masks_binary
     rng = np.random.default_rng(height)
@@ -198,8 +201,9 @@ def test_paste_box_masks_binary_equals_od_api_reframing(height, width):
     want = od_api_reframe(masks, boxes, height, width) > 0.5
     assert want.sum() > 0
     np.testing.assert_array_equal(got.astype(bool), want)
-    probs = paste_box_masks(masks, boxes, height, width)
-    assert ((probs > 0.5) != want).mean() < 1e-3  # float32 rounding ties only
+    pasted = paste_box_masks(masks, boxes, height, width)
+    assert pasted.dtype == bool
+    np.testing.assert_array_equal(pasted, want)
     empty = paste_box_masks_binary(tf.zeros([0, 28, 28]), tf.zeros([0, 4]),
                                    tf.constant(height), tf.constant(width))
     assert empty.shape == (0, height, width) and empty.dtype == tf.uint8

@@ -178,7 +178,7 @@ def test_filters_before_pasting_and_gets_what_pasting_everything_gets(tmp_path, 
     monkeypatch.setattr(predictor_module, "paste_box_masks", counting_paste)
     img = np.zeros((60, 80, 3), np.uint8)
     everything = Predictor(pb, label_map=LABELS, score_threshold=0.0)(img)
-    assert sum(pasted) == 100 and len(everything) == 100  # pasted one row at a time
+    assert sum(pasted) == 100 and len(everything) == 100
     for threshold, classes in [(0.9, None), (0.9, ["nut"]), (0.5, [1]), (1.0, None)]:
         pasted.clear()
         det = Predictor(pb, label_map=LABELS, score_threshold=threshold, classes=classes)(img)
