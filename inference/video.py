@@ -455,6 +455,12 @@ class VideoWriter:
             opts["preset"] = self.preset
             if self.crf is not None:
                 opts["crf"] = f"{self.crf:g}"
+        if self.encoder == "libx264":
+            # x264's own threads: one per 4 cores. The encoder already runs beside the model
+            # in its own thread, and on 2 cores x264's default (1.5 x cores + lookahead)
+            # cost 37% more CPU per 640x480 frame than one thread for the same file size
+            # (8.9 vs 6.5 ms), CPU the model needs (issue 7 benchmark).
+            opts["threads"] = str(max(1, (os.cpu_count() or 1) // 4))
             if self.encoder == "libx265":
                 opts["x265-params"] = "log-level=error"
         s.options = opts

@@ -25,6 +25,7 @@ import yaml
 
 from core.errors import UserError
 from modeling.config import Run, init_checkpoint_value
+from modeling.model import build_model
 
 # Losses the task's train metrics track (MaskRCNNTask.build_metrics(training=True)).
 TOTAL = "total_loss"
@@ -171,7 +172,7 @@ class Trainer:
         exp = run.experiment
         with self.strategy.scope():
             self.task = task_factory.get_task(exp.task, logging_dir=str(run.run_dir))
-            self.model = self.task.build_model()
+            self.model = build_model(run)
             self.optimizer = self.task.create_optimizer(exp.trainer.optimizer_config,
                                                         exp.runtime)
             self.metrics = self.task.build_metrics(training=True)

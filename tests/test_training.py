@@ -75,6 +75,37 @@ def test_restore_into_a_fresh_model(tiny_run, tmp_path):
         restore(model, tmp_path)
 
 
+def test_build_model_equals_model_gardens_build(tiny_run, tmp_path):
+    """Our eager-built model (modeling.model.build_model, 5x faster) has Model Garden's
+    MaskRCNNTask.build_model variables (order, shapes, trainability), regularizers and
+    checkpoint layout: weights saved from one restore into the other and predict alike."""
+    import re
+
+    import numpy as np
+    import tensorflow as tf
+    from official.core import task_factory
+
+    from modeling.model import build_model
+    ours = build_model(tiny_run)
+    theirs = task_factory.get_task(tiny_run.experiment.task).build_model()
+
+    def layout(m):  # Keras numbers layers per process (conv2d_7): names without suffixes
+        return [(re.sub(r"_\d+(?=/)", "", v.name), tuple(v.shape), v.trainable)
+                for v in m.variables]
+    assert layout(ours) == layout(theirs)
+    assert len(ours.losses) == len(theirs.losses) > 0  # the l2 regularizers
+    assert float(tf.add_n(ours.losses)) > 0
+    tf.train.Checkpoint(model=theirs).write(str(tmp_path / "theirs"))
+    tf.train.Checkpoint(model=ours).read(str(tmp_path / "theirs")
+                                         ).assert_existing_objects_matched()
+    h, w = tiny_run.experiment.task.model.input_size[:2]
+    image = tf.random.stateless_uniform([1, h, w, 3], seed=[1, 2])
+    a = ours.backbone(image)
+    b = theirs.backbone(image)
+    for k in a:
+        np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_changed_model_in_same_run_dir_is_refused(tiny_run):
     from modeling.config import load_run
     from modeling.training import train
