@@ -12,7 +12,9 @@ moving shapes + audio), with the same exported model, in one run:
              size, JSONL included.
 They run interleaved in rounds; each keeps its best round (the machine may be shared) and
 its CPU time per frame is reported too. Each row says whether issue #7's goals are met:
-annotate >= 0.95x the limit's fps (on 2 CPU cores) and annotate >= the per-frame fps.
+annotate >= 0.95x the limit's fps (on 2 CPU cores) and annotate >= the per-frame fps; it
+also gives the median of the per-round ratios annotate / limit (a second reading: on a
+shared machine one lucky round of the limit moves the best-of ratio by 10%).
 
 Memory: annotate.py's pipeline in a fresh process on a generated clip and one 10x longer;
 RSS is sampled at every model call, and the growth is measured after warm-up (median of the
@@ -248,11 +250,16 @@ def main() -> None:
         dets = sum(len(d) for d in predictor.predict_batch(frames[:4])) / 4
         vs_limit = best_of["annotate"] / best_of["limit"]
         vs_per_frame = best_of["annotate"] / best_of["per_frame"]
+        # Also round by round (the same round's annotate / limit, then the median): a
+        # second reading that a single lucky round of one of them cannot move.
+        paired = float(np.median([a["fps"] / b["fps"]
+                                  for a, b in zip(runs["annotate"], runs["limit"])]))
         rows.append({"clip": name, "frames": n, "detections_per_frame": dets,
                      "batch_fps": by_bs, "best_batch": best, "limit_fps": best_of["limit"],
                      "per_frame_fps": best_of["per_frame"], "annotate_fps": best_of["annotate"],
                      "cpu_ms_per_frame": cpu_of, "runs": runs,
                      "annotate_vs_limit": vs_limit, "annotate_vs_per_frame": vs_per_frame,
+                     "annotate_vs_limit_paired_median": paired,
                      "goal_vs_limit_met": vs_limit >= GOAL_VS_LIMIT,
                      "goal_vs_per_frame_met": vs_per_frame >= 1.0})
         print(f"{name}: " + ", ".join(f"{k} {v:.2f} fps" for k, v in best_of.items())
@@ -274,15 +281,16 @@ def main() -> None:
 
     print()
     print("| clip | frames | dets/frame | limit fps (best batch) | per-frame fps | annotate fps "
-          "| annotate / limit (goal >= 0.95) | annotate / per-frame (goal >= 1) "
-          "| CPU ms/frame limit / per-frame / annotate |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| annotate / limit (goal >= 0.95) | same, median of per-round ratios "
+          "| annotate / per-frame (goal >= 1) | CPU ms/frame limit / per-frame / annotate |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         c = r["cpu_ms_per_frame"]
         print(f"| {r['clip']} | {r['frames']} | {r['detections_per_frame']:.0f} | "
               f"{r['limit_fps']:.2f} ({r['best_batch']}) | {r['per_frame_fps']:.2f} | "
               f"{r['annotate_fps']:.2f} | {r['annotate_vs_limit']:.2f}x "
-              f"{met(r['goal_vs_limit_met'])} | {r['annotate_vs_per_frame']:.2f}x "
+              f"{met(r['goal_vs_limit_met'])} | {r['annotate_vs_limit_paired_median']:.2f}x | "
+              f"{r['annotate_vs_per_frame']:.2f}x "
               f"{met(r['goal_vs_per_frame_met'])} | {c['limit']:.0f} / "
               f"{c['per_frame']:.0f} / {c['annotate']:.0f} |")
     if not rss:
