@@ -83,11 +83,10 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
                 np.copyto(plane, lut[ch][plane], where=sm)
     if boxes is None and masks is None or n == 0:
         return out
-    pil = Image.fromarray(out)
-    draw = ImageDraw.Draw(pil)
     line = max(1, round(min(h, w) / 300))
     size = max(10, round(min(h, w) / 40))
     font = _font(size)
+    pad = 2 * line + 4
     for i in range(n):
         color = class_color(class_ids[i])
         if boxes is not None:
@@ -98,16 +97,39 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
             if ys.size == 0:
                 continue
             y0, x0, y1, x1 = ys[0], xs[0], ys[-1] + 1, xs[-1] + 1
-        draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=color, width=line)
+        rect = [x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)]
+        label = None
         if labels[i]:
             tb = _text_box(labels[i], size)
             tw, th = tb[2] - tb[0], tb[3] - tb[1]
             ty = y0 - th - 2 * line if y0 - th - 2 * line >= 0 else y0
-            draw.rectangle([x0, ty, x0 + tw + 2 * line, ty + th + 2 * line], fill=color)
+            label = ([x0, ty, x0 + tw + 2 * line, ty + th + 2 * line],
+                     (x0 + line - tb[0], ty + line - tb[1]))
+        # Each instance's strokes go through PIL in a crop around them, not the whole
+        # image: converting a 640x480 frame to PIL and back cost 2.4 ms of the ~6 ms a
+        # video frame's drawing took (issue 7). The crop starts at 0 or where every
+        # coordinate stays positive, so the shift is by whole pixels and PIL rasterizes
+        # the same pixels (tests/test_draw.py compares with whole-image drawing).
+        xs_ = [rect[0], rect[2]] + ([label[0][0], label[0][2]] if label else [])
+        ys_ = [rect[1], rect[3]] + ([label[0][1], label[0][3]] if label else [])
+        c0 = max(0, int(np.floor(min(xs_))) - pad)
+        r0 = max(0, int(np.floor(min(ys_))) - pad)
+        c1 = min(w, int(np.ceil(max(xs_))) + pad + 1)
+        r1 = min(h, int(np.ceil(max(ys_))) + pad + 1)
+        if c1 <= c0 or r1 <= r0:
+            continue
+        pil = Image.fromarray(out[r0:r1, c0:c1])
+        draw = ImageDraw.Draw(pil)
+        draw.rectangle([rect[0] - c0, rect[1] - r0, rect[2] - c0, rect[3] - r0],
+                       outline=color, width=line)
+        if label:
+            (lx0, ly0, lx1, ly1), (tx, ty_) = label
+            draw.rectangle([lx0 - c0, ly0 - r0, lx1 - c0, ly1 - r0], fill=color)
             # Dark text on light colors, white on dark: readable on any palette entry.
             txt = (0, 0, 0) if sum(color) > 400 else (255, 255, 255)
-            draw.text((x0 + line - tb[0], ty + line - tb[1]), labels[i], fill=txt, font=font)
-    return np.asarray(pil)
+            draw.text((tx - c0, ty_ - r0), labels[i], fill=txt, font=font)
+        out[r0:r1, c0:c1] = np.asarray(pil)
+    return out
 
 
 @lru_cache(maxsize=64)
