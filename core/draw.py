@@ -97,37 +97,33 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
             if ys.size == 0:
                 continue
             y0, x0, y1, x1 = ys[0], xs[0], ys[-1] + 1, xs[-1] + 1
-        rect = [x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)]
-        label = None
+        # Rectangles to draw: the box outline, then the label's background.
+        rects = [([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], {"outline": color, "width": line})]
         if labels[i]:
             tb = _text_box(labels[i], size)
             tw, th = tb[2] - tb[0], tb[3] - tb[1]
             ty = y0 - th - 2 * line if y0 - th - 2 * line >= 0 else y0
-            label = ([x0, ty, x0 + tw + 2 * line, ty + th + 2 * line],
-                     (x0 + line - tb[0], ty + line - tb[1]))
+            rects.append(([x0, ty, x0 + tw + 2 * line, ty + th + 2 * line], {"fill": color}))
         # Each instance's strokes go through PIL in a crop around them, not the whole
         # image: converting a 640x480 frame to PIL and back cost 2.4 ms of the ~6 ms a
         # video frame's drawing took (issue 7). The crop starts at 0 or where every
         # coordinate stays positive, so the shift is by whole pixels and PIL rasterizes
         # the same pixels (tests/test_draw.py compares with whole-image drawing).
-        xs_ = [rect[0], rect[2]] + ([label[0][0], label[0][2]] if label else [])
-        ys_ = [rect[1], rect[3]] + ([label[0][1], label[0][3]] if label else [])
-        c0 = max(0, int(np.floor(min(xs_))) - pad)
-        r0 = max(0, int(np.floor(min(ys_))) - pad)
-        c1 = min(w, int(np.ceil(max(xs_))) + pad + 1)
-        r1 = min(h, int(np.ceil(max(ys_))) + pad + 1)
+        c0 = max(0, int(np.floor(min(r[0][0] for r in rects))) - pad)
+        r0 = max(0, int(np.floor(min(r[0][1] for r in rects))) - pad)
+        c1 = min(w, int(np.ceil(max(r[0][2] for r in rects))) + pad + 1)
+        r1 = min(h, int(np.ceil(max(r[0][3] for r in rects))) + pad + 1)
         if c1 <= c0 or r1 <= r0:
             continue
         pil = Image.fromarray(out[r0:r1, c0:c1])
         draw = ImageDraw.Draw(pil)
-        draw.rectangle([rect[0] - c0, rect[1] - r0, rect[2] - c0, rect[3] - r0],
-                       outline=color, width=line)
-        if label:
-            (lx0, ly0, lx1, ly1), (tx, ty_) = label
-            draw.rectangle([lx0 - c0, ly0 - r0, lx1 - c0, ly1 - r0], fill=color)
+        for (rx0, ry0, rx1, ry1), style in rects:
+            draw.rectangle([rx0 - c0, ry0 - r0, rx1 - c0, ry1 - r0], **style)
+        if labels[i]:
             # Dark text on light colors, white on dark: readable on any palette entry.
             txt = (0, 0, 0) if sum(color) > 400 else (255, 255, 255)
-            draw.text((tx - c0, ty_ - r0), labels[i], fill=txt, font=font)
+            draw.text((x0 + line - tb[0] - c0, ty + line - tb[1] - r0), labels[i], fill=txt,
+                      font=font)
         out[r0:r1, c0:c1] = np.asarray(pil)
     return out
 
