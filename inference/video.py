@@ -461,8 +461,8 @@ class VideoWriter:
             # cost 37% more CPU per 640x480 frame than one thread for the same file size
             # (8.9 vs 6.5 ms), CPU the model needs (issue 7 benchmark).
             opts["threads"] = str(max(1, (os.cpu_count() or 1) // 4))
-            if self.encoder == "libx265":
-                opts["x265-params"] = "log-level=error"
+        if self.encoder == "libx265":
+            opts["x265-params"] = "log-level=error"
         s.options = opts
         self._stream = s
 

@@ -456,10 +456,13 @@ def test_existing_output_refused_unless_overwrite(predictor, clip, tmp_path):
 @pytest.mark.parametrize("codec,suffix,name", [("h265", ".mp4", "hevc"),
                                                ("mjpeg", ".avi", "mjpeg"),
                                                ("h264", ".mov", "h264")])
-def test_output_codecs(predictor, tmp_path, codec, suffix, name):
+def test_output_codecs(predictor, tmp_path, capfd, codec, suffix, name):
     src = make_clip(tmp_path / "c.mkv", n=4, audio=False)
     out = tmp_path / f"o{suffix}"
+    capfd.readouterr()
     V.annotate_video(predictor, src, out, codec=codec, progress=False)
+    # Encoders stay quiet: x265 prints a banner and stats to stderr unless told not to.
+    assert "x265 [" not in capfd.readouterr().err
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.name == name
     assert len(decode_all(out)[0]) == 4
