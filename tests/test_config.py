@@ -139,6 +139,25 @@ def test_pipeline_yaml_loads_back_through_model_garden(tmp_path, data):
     assert again.train.steps == 7
 
 
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_validates_in_model_garden(tmp_path, data, preset):
+    from official.core import exp_factory
+    from official.modeling import hyperparams
+
+    run = load_run(write(tmp_path, base(data, f"model:\n  preset: {preset}\n")))
+    exp = exp_factory.get_exp_config("maskrcnn_resnetfpn_coco")
+    exp = hyperparams.override_params_dict(exp, yaml.safe_load(run.pipeline_yaml()),
+                                           is_strict=True)
+    exp.validate()
+    # The preset's backbone (type, depth, width) is what Model Garden will build.
+    want = PRESETS[preset].model["backbone"]
+    got = exp.task.model.backbone.as_dict()
+    assert got["type"] == want["type"]
+    for key, value in want[want["type"]].items():
+        assert got[want["type"]][key] == value, (preset, key)
+    assert exp.task.model.input_size[:2] == [PRESETS[preset].image_size] * 2
+
+
 # A minimal reader of protobuf text format: enough for pipeline.config (messages, scalars,
 # strings, [a, b] lists, # comments). Repeated fields become lists.
 _TOK = re.compile(r'\s*(?:#[^\n]*|("(?:\\.|[^"\\])*")|([{}:\[\],])|([^\s{}:\[\],"#]+))')
