@@ -1,7 +1,7 @@
 """Benchmark: our training loop vs a bare loop over Model Garden's task ``train_step``, and
 the input pipeline's images/s vs what the model consumes. Run on demand:
 
-    python bench/train.py                       # synthetic parts at 256 px, half_r18_fpn (the demo's)
+    python bench/train.py                       # synthetic parts, 256 px, half_r18_fpn (demo's)
     python bench/train.py --config configs/parts_demo.yaml --steps 30
 
 Both loops run in one process on the same model, optimizer and input iterator. Each is

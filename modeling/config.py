@@ -152,7 +152,7 @@ PRESETS: dict[str, Preset] = {
     # in the same minutes outweigh the width (mask AP 0.62 at 1,500 steps vs 0.50 at 1,000
     # full-width steps, same wall time). It cannot load full-width ResNet-18 weights.
     "half_r18_fpn": Preset(
-        "ResNet-18 at half width + FPN with the same slim heads: most AP per CPU minute from scratch",
+        "ResNet-18 at half width + FPN, the same slim heads: most AP per CPU minute from scratch",
         {"backbone": {"type": "resnet", "resnet": {"model_id": 18, "depth_multiplier": 0.5}},
          **_SLIM_HEADS},
         256, 0.01, 100, "faster_rcnn_resnet50_fpn_keras"),
