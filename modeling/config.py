@@ -149,7 +149,7 @@ PRESETS: dict[str, Preset] = {
         256, 0.01, 100, "faster_rcnn_resnet50_fpn_keras"),
     # The demo's model (docs/DESIGN_NOTES.md, Demo, session 5): at half width the backbone
     # costs ~1/4 as much, a step ~0.7x as long, and from scratch the extra steps that buys
-    # in the same minutes outweigh the width (mask AP 0.62 at 1,500 steps vs 0.50 at 1,000
+    # in the same minutes outweigh the width (mask AP 0.61-0.62 at 1,500 steps vs ~0.5 at 1,000
     # full-width steps, same wall time). It cannot load full-width ResNet-18 weights.
     "half_r18_fpn": Preset(
         "ResNet-18 at half width + FPN, the same slim heads: most AP per CPU minute from scratch",

@@ -118,11 +118,13 @@ def test_paths_relative_to_yaml_and_num_classes_from_label_map(tmp_path, data, m
     assert t.model.decoder.fpn.num_filters == 64 and t.model.backbone.resnet.model_id == 18
 
 
-def test_pipeline_yaml_loads_back_through_model_garden(tmp_path, data):
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_pipeline_yaml_loads_back_through_model_garden(tmp_path, data, preset):
     from official.core import exp_factory
     from official.modeling import hyperparams
 
-    run = load_run(write(tmp_path, base(data, "train:\n  steps: 7\n")))
+    run = load_run(write(tmp_path, base(data, f"model:\n  preset: {preset}\n"
+                                              f"train:\n  steps: 7\n")))
     run.save()
     for name in ("pipeline.yaml", "pipeline.config", "config.yaml", "label_map.pbtxt"):
         assert (run.run_dir / name).is_file()
@@ -132,30 +134,19 @@ def test_pipeline_yaml_loads_back_through_model_garden(tmp_path, data):
     exp.validate()
     assert exp.as_dict() == run.experiment.as_dict()
     assert exp.task.model.num_classes == 3 and exp.trainer.train_steps == 7
-    # The saved user config is complete and loads as a config of its own.
-    saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
-    assert saved["model"]["image_size"] == 256 and saved["data"] == str(data.resolve())
-    again = read_user_config(run.run_dir / "config.yaml")
-    assert again.train.steps == 7
-
-
-@pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_every_preset_validates_in_model_garden(tmp_path, data, preset):
-    from official.core import exp_factory
-    from official.modeling import hyperparams
-
-    run = load_run(write(tmp_path, base(data, f"model:\n  preset: {preset}\n")))
-    exp = exp_factory.get_exp_config("maskrcnn_resnetfpn_coco")
-    exp = hyperparams.override_params_dict(exp, yaml.safe_load(run.pipeline_yaml()),
-                                           is_strict=True)
-    exp.validate()
-    # The preset's backbone (type, depth, width) is what Model Garden will build.
+    # The preset's backbone (type, depth, width) and size are what Model Garden will build.
     want = PRESETS[preset].model["backbone"]
     got = exp.task.model.backbone.as_dict()
     assert got["type"] == want["type"]
     for key, value in want[want["type"]].items():
-        assert got[want["type"]][key] == value, (preset, key)
-    assert exp.task.model.input_size[:2] == [PRESETS[preset].image_size] * 2
+        assert got[want["type"]][key] == value, key
+    size = PRESETS[preset].image_size
+    assert exp.task.model.input_size[:2] == [size, size]
+    # The saved user config is complete and loads as a config of its own.
+    saved = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+    assert saved["model"]["image_size"] == size and saved["data"] == str(data.resolve())
+    again = read_user_config(run.run_dir / "config.yaml")
+    assert again.train.steps == 7
 
 
 # A minimal reader of protobuf text format: enough for pipeline.config (messages, scalars,
