@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import core  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
-from core.errors import UserError
+from maskrcnn_toolkit import core  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+from maskrcnn_toolkit.core.cli import run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,36 +55,27 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        return _main(args)
-    except KeyboardInterrupt:
-        # Every output is written to a temporary and renamed at the end: nothing partial.
-        print("interrupted: no output was left half-written", file=sys.stderr)
-        return 130
+    # Every output is written to a temporary and renamed at the end: nothing partial.
+    return run(lambda: _evaluate(args), interrupted="no output was left half-written")
 
 
-def _main(args: argparse.Namespace) -> int:
-    from modeling import evaluation as ev
+def _evaluate(args: argparse.Namespace) -> None:
+    from maskrcnn_toolkit.modeling import evaluation as ev
     types = ev.IOU_TYPES if args.iou_type == "both" else (args.iou_type,)
-    try:
-        if args.gt:
-            out = args.out or str(ev.default_metrics_path(args.detections))
-            from core.atomic import refuse_existing
-            refuse_existing(out, args.overwrite)
-            report = ev.evaluate_files(args.gt, args.detections, types, args.backend)
-            ev.write_json(out, report.to_json())
-        else:
-            report, out_dir = ev.evaluate_model(
-                args.config, checkpoint=args.checkpoint, model=args.model,
-                max_images=args.max_images, out=args.out, overwrite=args.overwrite,
-                backend=args.backend, iou_types=types)
-            out = str(out_dir)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.gt:
+        out = args.out or str(ev.default_metrics_path(args.detections))
+        from maskrcnn_toolkit.core.atomic import refuse_existing
+        refuse_existing(out, args.overwrite)
+        report = ev.evaluate_files(args.gt, args.detections, types, args.backend)
+        ev.write_json(out, report.to_json())
+    else:
+        report, out_dir = ev.evaluate_model(
+            args.config, checkpoint=args.checkpoint, model=args.model,
+            max_images=args.max_images, out=args.out, overwrite=args.overwrite,
+            backend=args.backend, iou_types=types)
+        out = str(out_dir)
     print(ev.format_report(report))
     print(ev.summary_line(report, out))
-    return 0
 
 
 if __name__ == "__main__":

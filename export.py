@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import core  # noqa: F401  (TF environment before TensorFlow is imported)
-from core.errors import UserError
+from maskrcnn_toolkit import core  # noqa: F401  (TF environment before TensorFlow is imported)
+from maskrcnn_toolkit.core.cli import run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,24 +28,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="lowest score the export outputs (pre-NMS threshold); default: "
                          "the config's (Model Garden's 0.05)")
     args = ap.parse_args(argv)
-    try:
-        from core.atomic import refuse_existing
-        refuse_existing(args.out, args.overwrite, "export folder")  # before building a model
-        from modeling.config import load_run
-        from modeling.exporting import export
-        run = load_run(args.config)
-        export(run, args.out, checkpoint=args.checkpoint, overwrite=args.overwrite,
-               score_threshold=args.score_threshold)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        # The export is built in a temporary sibling folder (core.atomic.atomic_dir), which
-        # is removed on the way out: --out is as it was before (absent, or the old export).
-        print(f"interrupted: no export written ({args.out!r} is as it was before)",
-              file=sys.stderr)
-        return 130
-    return 0
+    # The export is built in a temporary sibling folder (core.atomic.atomic_dir), removed on
+    # the way out of an interrupt: --out is as it was before (absent, or the old export).
+    return run(lambda: _export(args),
+               interrupted=f"no export written ({args.out!r} is as it was before)")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from maskrcnn_toolkit.core.atomic import refuse_existing
+    refuse_existing(args.out, args.overwrite, "export folder")  # before building a model
+    from maskrcnn_toolkit.modeling.config import load_run
+    from maskrcnn_toolkit.modeling.exporting import export
+    export(load_run(args.config), args.out, checkpoint=args.checkpoint,
+           overwrite=args.overwrite, score_threshold=args.score_threshold)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-import core  # noqa: F401  (TF environment before TensorFlow is imported)
-from core.errors import UserError
-from core.signals import sigterm_as_keyboard_interrupt
+from maskrcnn_toolkit import core  # noqa: F401  (TF environment before TensorFlow is imported)
+from maskrcnn_toolkit.core.cli import run
+from maskrcnn_toolkit.core.errors import UserError
 
 
 def parse_set(items: list[str]) -> dict:
@@ -36,26 +36,22 @@ def main(argv: list[str] | None = None) -> int:
                          "OD API pipeline.config; 'user': the resolved user config) and exit")
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     args = ap.parse_args(argv)
-    sigterm_as_keyboard_interrupt()  # preemption saves a checkpoint, like Ctrl-C
-    try:
-        from modeling.config import load_run
-        run = load_run(args.config, parse_set(args.set))
-        if args.print_config:
-            import yaml
-            print({"yaml": run.pipeline_yaml, "od": run.pipeline_config,
-                   "user": lambda: yaml.safe_dump(run.resolved_user_dict(), sort_keys=False)}
-                  [args.print_config](), end="")
-            return 0
-        from modeling.training import train
-        summary = train(run, evaluate_at_end=not args.no_eval)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    # Ctrl-C / SIGTERM (preemption) saves a checkpoint first (modeling.training).
+    return run(lambda: _train(args), interrupted="")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from maskrcnn_toolkit.modeling.config import load_run
+    run_ = load_run(args.config, parse_set(args.set))
+    if args.print_config:
+        import yaml
+        print({"yaml": run_.pipeline_yaml, "od": run_.pipeline_config,
+               "user": lambda: yaml.safe_dump(run_.resolved_user_dict(), sort_keys=False)}
+              [args.print_config](), end="")
+        return
+    from maskrcnn_toolkit.modeling.training import train
+    summary = train(run_, evaluate_at_end=not args.no_eval)
     print(summary.line())
-    return 0
 
 
 if __name__ == "__main__":

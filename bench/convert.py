@@ -8,7 +8,8 @@ Both tools run as subprocesses, exactly as a user runs them (start-up included, 
 why the dataset must be large enough that start-up does not decide the result: the
 synthetic images are repeated ``--repeat`` times with unique bytes). Images/s = images /
 wall seconds; each tool's start-up is also measured on a 1-image copy, giving images/s
-after start-up = (images - 1) / (wall - start-up). Output bytes/image = total shard bytes / images. Peak RSS is the
+after start-up = (images - 1) / (wall - start-up). Output bytes/image = total shard bytes /
+images. Peak RSS is the
 subprocess's ``ru_maxrss`` from ``os.wait4`` (the process and its reaped workers).
 
 The data comes from ``dataset_tools.synthetic`` (parts on textured backgrounds). Its
@@ -30,7 +31,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 ENV = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -55,7 +55,7 @@ def shard_bytes(folder: Path, pattern: str) -> int:
 
 def make_dataset(work: Path, n: int, size: tuple[int, int], seed: int) -> Path:
     """Synthetic COCO set with polygon annotations only; returns the JSON path."""
-    from dataset_tools.synthetic import generate
+    from maskrcnn_toolkit.dataset_tools.synthetic import generate
     src = work / f"synth_{n}"
     if not (src / "annotations.json").exists():
         generate(src, n, seed=seed, image_size=size, overwrite=True)
@@ -200,7 +200,7 @@ def main() -> None:
         print(f"{'':<10} {'ours / MG':<13} speedup {r['speedup']:.2f}x "
               f"({r['speedup_after_startup']:.2f}x after start-up), bytes/image "
               f"{r['bytes_ratio']:.3f}x")
-    print(f"\npeak RSS of convert (1 worker): "
+    print("\npeak RSS of convert (1 worker): "
           + ", ".join(f"{k} images: {v['peak_rss_mib']} MiB" for k, v in rss.items())
           + f"; 10x images -> {result['rss_growth']:.2f}x peak RSS")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -34,10 +34,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from core.atomic import atomic_write  # noqa: E402
-from modeling import evaluation as ev  # noqa: E402
+from maskrcnn_toolkit.core.atomic import atomic_write  # noqa: E402
+from maskrcnn_toolkit.modeling import evaluation as ev  # noqa: E402
 
 CLASSES = ["bolt", "nut", "washer", "bracket", "spring"]
 

@@ -47,19 +47,18 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-import core  # noqa: E402,F401
+from maskrcnn_toolkit import core  # noqa: E402,F401
 
 SIZES = [(256, 256), (480, 640)]
 
 
 def make_run(args, tmp: Path):
-    from modeling.config import load_run
+    from maskrcnn_toolkit.modeling.config import load_run
     if args.config:
         return load_run(args.config)
-    from dataset_tools.convert import convert
-    from dataset_tools.synthetic import generate
+    from maskrcnn_toolkit.dataset_tools.convert import convert
+    from maskrcnn_toolkit.dataset_tools.synthetic import generate
     src = generate(tmp / "synth", num_images=6, seed=0, image_size=(256, 256))
     convert("coco", src / "annotations.json", tmp / "data", val_fraction=0.34,
             progress=False, verbose=False)
@@ -113,9 +112,9 @@ def main() -> int:
                     help="export threshold (default: the config's, 0.05)")
     args = ap.parse_args()
 
-    from inference.predictor import Predictor
-    from modeling.exporting import export_model
-    from modeling.model import build_model, restore
+    from maskrcnn_toolkit.inference.predictor import Predictor
+    from maskrcnn_toolkit.modeling.exporting import export_model
+    from maskrcnn_toolkit.modeling.model import build_model, restore
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_infer_"))
     run = make_run(args, tmp)
@@ -176,7 +175,7 @@ def main() -> int:
               + "  ".join(f"{r[k]:>{len(k)}.2f}" for k in ratios))
     res_dir = ROOT / "bench" / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
-    from core.atomic import atomic_write
+    from maskrcnn_toolkit.core.atomic import atomic_write
     with atomic_write(res_dir / "infer.json", "w") as f:
         json.dump({"preset": run.user.model.preset, "input_size": meta["input_size"],
                    "weights": str(weights), "repeats": args.repeats, "rows": rows,

@@ -27,13 +27,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-import core  # noqa: E402,F401  (TF environment)
+from maskrcnn_toolkit import core  # noqa: E402,F401  (TF environment)
 
 
 def synthetic_config(folder: Path, images: int, steps: int) -> Path:
-    from dataset_tools.convert import convert
-    from dataset_tools.synthetic import generate
+    from maskrcnn_toolkit.dataset_tools.convert import convert
+    from maskrcnn_toolkit.dataset_tools.synthetic import generate
     generate(folder / "synth", images, seed=0, image_size=(256, 256))
     convert("coco", folder / "synth" / "annotations.json", folder / "data",
             val_fraction=0.1, seed=0, progress=False, verbose=False)
@@ -54,8 +53,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train.json"))
     args = ap.parse_args()
 
-    from modeling.config import load_run
-    from modeling.training import Trainer
+    from maskrcnn_toolkit.modeling.config import load_run
+    from maskrcnn_toolkit.modeling.training import Trainer
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
     cfg = Path(args.config) if args.config else synthetic_config(tmp, 60, 1)
@@ -137,7 +136,7 @@ def main() -> int:
               "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from core.atomic import atomic_write
+    from maskrcnn_toolkit.core.atomic import atomic_write
     with atomic_write(out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"saved {out}")

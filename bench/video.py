@@ -39,13 +39,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import av  # noqa: E402
 import numpy as np  # noqa: E402
 
-from core.atomic import atomic_write  # noqa: E402
-from inference import video as V  # noqa: E402
+from maskrcnn_toolkit.core.atomic import atomic_write  # noqa: E402
+from maskrcnn_toolkit.inference import video as V  # noqa: E402
 
 VTEST = ROOT.parent / "shared" / "data" / "video_vtest" / "vtest.avi"
 GOAL_VS_LIMIT = 0.95   # issue #7: annotate.py >= 0.95x the model alone, on 2 CPU cores
@@ -152,7 +151,7 @@ class RssSampling:
 
 
 def rss_child(args) -> None:
-    from inference.predictor import Predictor
+    from maskrcnn_toolkit.inference.predictor import Predictor
     predictor = RssSampling(Predictor(args.model, score_threshold=args.score_threshold))
     out = Path(args.rss_child[1])
     s = V.annotate_video(predictor, args.rss_child[0], out, batch_size=args.batch_size,
@@ -212,7 +211,7 @@ def main() -> None:
     if args.rss_child:
         return rss_child(args)
 
-    from inference.predictor import Predictor
+    from maskrcnn_toolkit.inference.predictor import Predictor
     predictor = Predictor(args.model, score_threshold=args.score_threshold)
     tmp = Path(tempfile.mkdtemp(prefix="bench_video_"))
     clips = []
@@ -240,7 +239,7 @@ def main() -> None:
         order = list(steps)
         for r in range(args.rounds):
             for key in order[r % len(order):] + order[:r % len(order)]:
-                c0, w0 = _cpu(), time.perf_counter()
+                c0 = _cpu()
                 fps = steps[key]()
                 cpu_ms = (_cpu() - c0) / n * 1000
                 runs[key].append({"fps": fps, "cpu_ms_per_frame": cpu_ms,

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-from core.errors import UserError
+from maskrcnn_toolkit.core.errors import UserError
 
 TMP_MARK = ".tmp-"
 BACKUP_MARK = ".bak-"

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from core.masks import box_mask_to_rle, mask_to_rle
+from maskrcnn_toolkit.core.masks import box_mask_to_rle
 
 
 @dataclass
@@ -114,7 +114,8 @@ class Detections:
 
     def mask_rles(self) -> list[dict]:
         """Each mask as compressed COCO RLE (``{"size": [H, W], "counts": str}``), exactly
-        ``core.masks.mask_to_rle``'s, encoded from its box's window (``core.masks.box_mask_to_rle``).
+        ``core.masks.mask_to_rle``'s, encoded from its box's window
+        (``core.masks.box_mask_to_rle``).
         """
         if self.masks is None:
             raise ValueError("these detections have no masks")

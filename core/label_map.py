@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from core.atomic import atomic_write
-from core.errors import UserError
+from maskrcnn_toolkit.core.atomic import atomic_write
+from maskrcnn_toolkit.core.errors import UserError
 
 # Names labelme's own tooling uses for "not a class" lines in labels.txt.
 NON_CLASS_NAMES = ("__ignore__", "_background_")
@@ -85,7 +85,8 @@ def write_label_map(path: str | os.PathLike, label_map: LabelMap) -> None:
         f.write(label_map.to_pbtxt())
 
 
-_TOKEN = re.compile(r"""\s*(?:(\#[^\n]*)|([{}:])|("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')|([^\s{}:"'#]+))""")
+_TOKEN = re.compile(r"""\s*(?:(\#[^\n]*)|([{}:])"""
+                    r"""|("(?:\\.|[^"\\])*"|'(?:\\.|[^'\\])*')|([^\s{}:"'#]+))""")
 
 
 _ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9a-fA-F]{1,2})|u([0-9a-fA-F]{4})"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.errors import UserError
-from core.signals import sigterm_as_keyboard_interrupt
-from dataset_tools.readers import FORMATS
+from maskrcnn_toolkit.core.cli import run
+from maskrcnn_toolkit.dataset_tools.readers import FORMATS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,41 +70,36 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    sigterm_as_keyboard_interrupt()  # same cleanup as Ctrl-C: no partial outputs
-    try:
-        if args.command == "convert":
-            from dataset_tools.convert import convert
-            convert(args.format, args.src, args.out, val_fraction=args.val_fraction,
-                    val=args.val, seed=args.seed, num_shards=args.num_shards,
-                    label_map=args.label_map, images=args.images,
-                    via_attribute=args.via_attribute, default_label=args.default_label,
-                    box_as_polygon=args.box_as_polygon, voc_image_set=args.voc_image_set,
-                    overwrite=args.overwrite,
-                    strict=args.strict, workers=args.workers)
-        elif args.command == "synth":
-            from dataset_tools import synthetic
-            kw = {"image_size": tuple(args.size)} if args.size else {}
-            synthetic.generate(args.out, args.images, args.seed, overwrite=args.overwrite, **kw)
-        elif args.command == "preview":
-            import tensorflow as tf
-            tf.get_logger().setLevel("ERROR")  # Model Garden's decoder warns about map_fn
-            from dataset_tools.preview import preview
-            preview(args.data, args.out, n=args.n, split=args.split, overwrite=args.overwrite)
-        elif args.command == "inspect":
-            from dataset_tools.inspect import inspect_dataset, format_tables
-            stats = inspect_dataset(args.data)
-            if args.json:
-                import json
-                print(json.dumps(stats, indent=1))
-            else:
-                print(format_tables(stats))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
-    return 0
+    return run(lambda: _command(args), interrupted="nothing was written")
+
+
+def _command(args: argparse.Namespace) -> None:
+    if args.command == "convert":
+        from maskrcnn_toolkit.dataset_tools.convert import convert
+        convert(args.format, args.src, args.out, val_fraction=args.val_fraction,
+                val=args.val, seed=args.seed, num_shards=args.num_shards,
+                label_map=args.label_map, images=args.images,
+                via_attribute=args.via_attribute, default_label=args.default_label,
+                box_as_polygon=args.box_as_polygon, voc_image_set=args.voc_image_set,
+                overwrite=args.overwrite,
+                strict=args.strict, workers=args.workers)
+    elif args.command == "synth":
+        from maskrcnn_toolkit.dataset_tools import synthetic
+        kw = {"image_size": tuple(args.size)} if args.size else {}
+        synthetic.generate(args.out, args.images, args.seed, overwrite=args.overwrite, **kw)
+    elif args.command == "preview":
+        import tensorflow as tf
+        tf.get_logger().setLevel("ERROR")  # Model Garden's decoder warns about map_fn
+        from maskrcnn_toolkit.dataset_tools.preview import preview
+        preview(args.data, args.out, n=args.n, split=args.split, overwrite=args.overwrite)
+    elif args.command == "inspect":
+        from maskrcnn_toolkit.dataset_tools.inspect import format_tables, inspect_dataset
+        stats = inspect_dataset(args.data)
+        if args.json:
+            import json
+            print(json.dumps(stats, indent=1))
+        else:
+            print(format_tables(stats))
 
 
 if __name__ == "__main__":

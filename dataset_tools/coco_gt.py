@@ -2,7 +2,8 @@
 
 Each annotation is computed from the very mask that is PNG-encoded into the record
 (:func:`annotation_from_rle`, with the RLE that mask was decoded from): ``segmentation``
-is that mask's compressed RLE, ``bbox`` its tight box, ``area`` its pixel count. Image ids are the records' ``image/source_id``;
+is that mask's compressed RLE, ``bbox`` its tight box, ``area`` its pixel count. Image ids
+are the records' ``image/source_id``;
 category ids are label-map ids. Evaluation against this file therefore scores the model on
 exactly what it was trained to reproduce.
 
@@ -18,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from core.label_map import LabelMap
-from core.masks import mask_to_rle
+from maskrcnn_toolkit.core.label_map import LabelMap
+from maskrcnn_toolkit.core.masks import mask_to_rle
 
 
 def annotation_from_rle(rle: dict, category_id: int, is_crowd: bool) -> dict:

@@ -29,21 +29,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from core.atomic import atomic_dir, check_replaceable
-from core.errors import UserError
-from core.label_map import LabelMap, read_label_map
-from dataset_tools import readers
-from dataset_tools.coco_gt import CocoGtWriter
-from dataset_tools.readers import ReaderOptions
-from dataset_tools.records import ImageRecord
-from dataset_tools.split import split_records
-from dataset_tools.validate import (FIXED, REFUSED, WARNING, Finding, ImageResult,
-                                    ValidateOptions, process_record)
-from dataset_tools.writer import SHARD_RE, ShardedWriter, auto_num_shards, crc32c
+from maskrcnn_toolkit.core.atomic import atomic_dir, check_replaceable
+from maskrcnn_toolkit.core.dataset_folder import DatasetFolder, is_dataset_file
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.label_map import LabelMap, read_label_map
+from maskrcnn_toolkit.dataset_tools import readers
+from maskrcnn_toolkit.dataset_tools.coco_gt import CocoGtWriter
+from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
+from maskrcnn_toolkit.dataset_tools.records import ImageRecord
+from maskrcnn_toolkit.dataset_tools.split import split_records
+from maskrcnn_toolkit.dataset_tools.validate import (
+    FIXED,
+    REFUSED,
+    WARNING,
+    Finding,
+    ImageResult,
+    ValidateOptions,
+    process_record,
+)
+from maskrcnn_toolkit.dataset_tools.writer import ShardedWriter, auto_num_shards, crc32c
 
 DEFAULT_VAL_FRACTION = 0.1
-OUTPUT_FILES = ("label_map.pbtxt", "train_annotations.json", "val_annotations.json",
-                "report.json")
 _BATCH = 4          # records per task sent to a worker (amortizes IPC)
 _WINDOW_PER_WORKER = 4  # pending tasks per worker: bounds memory held by finished results
 
@@ -83,7 +89,7 @@ def _is_ours(name: str) -> bool:
     """Names the converter writes into OUT: with --overwrite, a folder holding anything else
     is refused (core.atomic.check_replaceable), because the whole folder is replaced (that
     is what removes stale shards of an earlier run with another shard count)."""
-    return bool(SHARD_RE.match(name)) or name in OUTPUT_FILES
+    return is_dataset_file(name)
 
 
 # ----------------------------------------------------------------------------- workers
@@ -211,7 +217,7 @@ def _print_findings(findings: list[Finding], out: Path, file=sys.stdout, per_kin
             kinds = Counter(_REASON_DETAILS.sub("…", f.reason.split(";")[0]) for f in items)
             print(f"    ... {len(items) - per_kind} more; all {kind} by reason: "
                   + "; ".join(f"{n}x {r}" for r, n in kinds.most_common(4)), file=file)
-    print(f"  full list: {out / 'report.json'}", file=file)
+    print(f"  full list: {DatasetFolder(out).report}", file=file)
 
 
 # ----------------------------------------------------------------------------- convert
@@ -294,6 +300,7 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
     from tqdm import tqdm
 
     with atomic_dir(out, overwrite, owned=_is_ours) as tmp:
+        folder = DatasetFolder(tmp)
         # mkdtemp makes the folder private (0700); the dataset gets the usual permissions.
         umask = os.umask(0)
         os.umask(umask)
@@ -355,8 +362,8 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
                             f"refused); first problems: "
                             + "; ".join(str(f) for f in findings[:3]))
         for split, gt in gts.items():
-            gt.finish(tmp / f"{split}_annotations.json", lm)
-        (tmp / "label_map.pbtxt").write_text(lm.to_pbtxt(), encoding="utf-8")
+            gt.finish(folder.ground_truth(split), lm)
+        folder.label_map.write_text(lm.to_pbtxt(), encoding="utf-8")
         seconds = time.perf_counter() - t0
         summary = ConvertSummary(
             out=out, train_images=written["train"], val_images=written["val"],
@@ -381,7 +388,7 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
                         for name, c in per_class.items()},
             "findings": [f.to_json() for f in findings],
         }
-        with open(tmp / "report.json", "w", encoding="utf-8") as f:
+        with open(folder.report, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=1)
     if verbose:
         _print_findings(findings, out)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from core.errors import UserError
-from core.label_map import read_label_map
-from dataset_tools.writer import shard_paths
+from maskrcnn_toolkit.core.dataset_folder import LABEL_MAP, MADE_BY, SPLITS, DatasetFolder
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.label_map import read_label_map
 
 # Mask-area bins in pixels: COCO's small/medium/large limits (32^2, 96^2) split further.
 AREA_BINS = [(0, 16 ** 2), (16 ** 2, 32 ** 2), (32 ** 2, 64 ** 2), (64 ** 2, 96 ** 2),
@@ -39,14 +39,15 @@ def inspect_dataset(data) -> dict:
     import tensorflow as tf
 
     data = Path(data)
-    lm_path = data / "label_map.pbtxt"
+    folder = DatasetFolder(data)
+    lm_path = folder.label_map
     if not lm_path.exists():
-        raise UserError(f"{str(data)!r} has no label_map.pbtxt; give a folder written by "
-                        f"'python -m dataset_tools convert'")
+        raise UserError(f"{str(data)!r} has no {LABEL_MAP}; give a folder written by "
+                        f"'{MADE_BY}'")
     lm = read_label_map(lm_path)
     out = {"label_map": {str(i): n for i, n in lm.names_by_id.items()}, "splits": {}}
-    for split in ("train", "val"):
-        files = shard_paths(data, split)
+    for split in SPLITS:
+        files = folder.shards(split)
         if not files:
             continue
         per_class = Counter({n: 0 for n in lm.names})

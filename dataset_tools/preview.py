@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.atomic import atomic_write, refuse_existing
-from core.draw import draw_instances
-from core.errors import UserError
-from core.label_map import read_label_map
-from dataset_tools.writer import shard_paths
+from maskrcnn_toolkit.core.atomic import atomic_write, refuse_existing
+from maskrcnn_toolkit.core.dataset_folder import MADE_BY, DatasetFolder
+from maskrcnn_toolkit.core.draw import draw_instances
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.label_map import read_label_map
 
 
 def decoded_examples(data, split: str = "train", n: int | None = None):
@@ -30,10 +30,10 @@ def decoded_examples(data, split: str = "train", n: int | None = None):
     from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
 
     data = Path(data)
-    files = shard_paths(data, split)
+    files = DatasetFolder(data).shards(split)
     if not files:
         raise UserError(f"{str(data)!r} has no {split}-*.tfrecord shards; give a folder written "
-                        f"by 'python -m dataset_tools convert' (and a split it has)")
+                        f"by '{MADE_BY}' (and a split it has)")
     decoder = TfExampleDecoder(include_mask=True)
     ds = tf.data.TFRecordDataset([str(f) for f in files])
     if n is not None:
@@ -74,7 +74,7 @@ def preview(data, out, n: int = 16, split: str = "train", overwrite: bool = Fals
     if n < 1:
         raise UserError(f"--n {n} must be at least 1")
     refuse_existing(out, overwrite)
-    lm_path = Path(data) / "label_map.pbtxt"
+    lm_path = DatasetFolder(data).label_map
     names = read_label_map(lm_path).names_by_id if lm_path.exists() else {}
     tiles = []
     for ex in decoded_examples(data, split, n):

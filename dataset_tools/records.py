@@ -197,7 +197,7 @@ def decode_example(serialized: bytes, decode_image: bool = True) -> DecodedExamp
     import tensorflow as tf
     from PIL import Image
 
-    from core.masks import decode_mask_png
+    from maskrcnn_toolkit.core.masks import decode_mask_png
     ex = tf.train.Example.FromString(serialized)
     f = ex.features.feature
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence, TypeVar
 
-from core.errors import UserError
+from maskrcnn_toolkit.core.errors import UserError
 
 T = TypeVar("T")
 

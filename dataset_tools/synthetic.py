@@ -29,9 +29,9 @@ from typing import Callable, Iterator
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from core.atomic import atomic_dir, atomic_write
-from core.errors import UserError
-from core.masks import mask_bbox, mask_to_rle, polygons_to_mask
+from maskrcnn_toolkit.core.atomic import atomic_dir, atomic_write
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.masks import mask_bbox, mask_to_rle, polygons_to_mask
 
 # Category ids follow sorted names: the same ids `convert` gives when no --label-map is set.
 CLASSES = ("bolt", "bracket", "nut", "screw", "washer")
@@ -647,7 +647,8 @@ def generate(out_dir, num_images: int, seed: int = 0, image_size: tuple[int, int
     (x, y, w, h) of the visible pixels, ``area`` their count).
 
     Deterministic: the same (num_images, seed, image_size, quality) gives byte-identical
-    files with the same numpy / Pillow / libjpeg; image i depends only on (seed, i). Atomic: everything is written into a
+    files with the same numpy / Pillow / libjpeg; image i depends only on (seed, i).
+    Atomic: everything is written into a
     temporary sibling folder, the JSON last, which is renamed onto ``out_dir`` at the end;
     an existing ``out_dir`` is refused unless ``overwrite``, and even with ``overwrite``
     when it holds anything but ``images/`` and ``annotations.json`` (the whole folder is

@@ -27,20 +27,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-
 from pycocotools import mask as mask_utils
 
-from core.images import SIXTEEN_BIT_MODES, has_alpha, to_rgb
-from core.masks import encode_mask_png, mask_to_rle, polygons_to_rle, rle_to_mask
-from dataset_tools.coco_gt import annotation_from_rle
-from dataset_tools.records import ImageRecord, Instance, encode_example, short
-from dataset_tools.writer import frame_record
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.images import SIXTEEN_BIT_MODES, has_alpha, to_rgb
+from maskrcnn_toolkit.core.json_files import read_json
+from maskrcnn_toolkit.core.masks import encode_mask_png, mask_to_rle, polygons_to_rle, rle_to_mask
+from maskrcnn_toolkit.dataset_tools.coco_gt import annotation_from_rle
+from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, encode_example, short
+from maskrcnn_toolkit.dataset_tools.writer import frame_record
 
 FIXED, REFUSED, WARNING = "fixed", "refused", "warning"
 _EXIF_ORIENTATION = 0x0112
@@ -122,10 +122,9 @@ def _read_bytes(rec: ImageRecord) -> tuple[bytes, str]:
     if rec.embedded:
         json_path, key = rec.embedded
         try:
-            with open(json_path, encoding="utf-8") as f:
-                data = json.load(f)[key]
+            data = read_json(json_path, "the annotation file that embeds the image")[key]
             return base64.b64decode(data, validate=False), f"{json_path}[{key}]"
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (UserError, ValueError, KeyError, TypeError) as e:
             raise _Refuse(f"{json_path}[{key}]", f"cannot read the embedded image data: {e}") \
                 from None
     raise _Refuse(rec.file_name, "the annotation names no image file and embeds no image data")

@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 import struct
 from pathlib import Path
 
 import numpy as np
 
+from maskrcnn_toolkit.core.dataset_folder import shard_name
+
 SHARD_BYTES = 100 * 1024 * 1024  # ~100 MB per shard: large sequential reads, parallel tf.data
-SHARD_RE = re.compile(r"^(train|val)-\d{5}-of-\d{5}\.tfrecord$")
-
-
-def shard_name(split: str, index: int, num_shards: int) -> str:
-    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
 
 
 def auto_num_shards(estimated_bytes: int, num_images: int) -> int:
@@ -151,8 +147,3 @@ class ShardedWriter:
     def __exit__(self, *exc) -> None:
         self.close()
 
-
-def shard_paths(folder: str | Path, split: str) -> list[Path]:
-    """The shards of one split in a converted dataset folder, in order."""
-    return sorted(p for p in Path(folder).glob(f"{split}-*-of-*.tfrecord")
-                  if SHARD_RE.match(p.name))

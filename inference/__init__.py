@@ -1,2 +1,2 @@
 """The one place that loads models: our exports, OD API SavedModels, TF1 frozen graphs."""
-import core  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+from maskrcnn_toolkit import core  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)

@@ -6,8 +6,8 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from core.errors import UserError
-from core.images import to_rgb
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.images import to_rgb
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

@@ -44,11 +44,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from core.detections import Detections
-from core.errors import UserError
-from core.label_map import LabelMap, read_label_map
-from core.masks import paste_box_masks
-from inference.images import check_image, load_image  # noqa: F401  (re-exported)
+from maskrcnn_toolkit.core.detections import Detections
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.label_map import LabelMap, read_label_map
+from maskrcnn_toolkit.core.masks import paste_box_masks
+from maskrcnn_toolkit.inference.images import check_image, load_image  # noqa: F401  (re-exported)
 
 OD_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 EXPECTED = ("an export folder from export.py (saved_model/ + metadata.json), a SavedModel "

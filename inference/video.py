@@ -38,10 +38,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 import av
 import numpy as np
 
-from core.atomic import commit, discard, refuse_existing, temp_path_for
-from core.detections import Detections
-from core.draw import draw_instances
-from core.errors import UserError
+from maskrcnn_toolkit.core.atomic import commit, discard, refuse_existing, temp_path_for
+from maskrcnn_toolkit.core.detections import Detections
+from maskrcnn_toolkit.core.draw import draw_instances
+from maskrcnn_toolkit.core.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts",
                   ".wmv", ".flv", ".3gp")
@@ -609,7 +609,7 @@ def save_frame(video: str | os.PathLike, index: int, png_path: str | os.PathLike
     """Save frame ``index`` (0-based) of ``video``, as displayed, to a PNG file (atomic)."""
     from PIL import Image
 
-    from core.atomic import atomic_write
+    from maskrcnn_toolkit.core.atomic import atomic_write
     png_path = Path(png_path)
     refuse_existing(png_path, overwrite)
     with VideoReader(video) as reader:
@@ -1078,8 +1078,8 @@ def annotate_images(predictor, paths: Sequence[Path], out_dir: str | os.PathLike
     """
     from PIL import Image
 
-    from core.atomic import atomic_dir
-    from inference.images import load_image
+    from maskrcnn_toolkit.core.atomic import atomic_dir
+    from maskrcnn_toolkit.inference.images import load_image
 
     out_dir = Path(out_dir)
     if out_dir.suffix.lower() in VIDEO_SUFFIXES:

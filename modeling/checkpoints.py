@@ -22,8 +22,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.atomic import atomic_write, discard
-from core.errors import UserError
+from maskrcnn_toolkit.core.atomic import atomic_write, discard
+from maskrcnn_toolkit.core.errors import UserError
 
 CACHE_ENV = "MASKRCNN_TOOLKIT_CACHE"
 

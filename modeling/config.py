@@ -46,10 +46,11 @@ from typing import Any, Optional
 
 import yaml
 
-from core.atomic import atomic_write
-from core.errors import UserError
-from core.label_map import LabelMap, read_label_map
-from dataset_tools.writer import shard_paths
+from maskrcnn_toolkit.core.atomic import atomic_write
+from maskrcnn_toolkit.core.dataset_folder import MADE_BY, DatasetFolder
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.json_files import read_json
+from maskrcnn_toolkit.core.label_map import LabelMap, read_label_map
 
 EXPERIMENT = "maskrcnn_resnetfpn_coco"  # the Model Garden factory pipeline.yaml belongs to
 MIN_LEVEL, MAX_LEVEL = 2, 6  # FPN levels of every preset: image sides must divide by 2**6
@@ -454,8 +455,12 @@ def model_garden_init(run: "Run") -> tuple[str, str, str]:
     not downloaded yet, or a checkpoint Model Garden cannot load) the path is empty and
     ``note`` says so; pipeline.yaml carries it as a comment.
     """
-    from modeling.checkpoints import (REGISTRY, cached_checkpoint, checkpoint_prefix,
-                                      model_garden_init_modules)
+    from maskrcnn_toolkit.modeling.checkpoints import (
+        REGISTRY,
+        cached_checkpoint,
+        checkpoint_prefix,
+        model_garden_init_modules,
+    )
     value = init_checkpoint_value(run)
     if value is None:
         return "", "backbone", ""
@@ -499,7 +504,7 @@ def load_run(config_path: str | os.PathLike, overrides: dict | None = None) -> R
         raise UserError(f"{where} is not a folder; make it with `python -m dataset_tools "
                         f"convert FORMAT SRC {user.data}` (paths are relative to the "
                         f"config file's folder)")
-    train_files, val_files = shard_paths(data_dir, "train"), shard_paths(data_dir, "val")
+    train_files, val_files = (DatasetFolder(data_dir).shards(s) for s in ("train", "val"))
     if not train_files:
         raise UserError(f"{where} has no train-*.tfrecord shards; is it a folder made by "
                         f"`python -m dataset_tools convert`?")
@@ -524,7 +529,7 @@ def load_run(config_path: str | os.PathLike, overrides: dict | None = None) -> R
 def _check_init_checkpoint(user: UserConfig, config_path: Path) -> None:
     """A value that is neither an existing path (relative to the YAML) nor a registry name
     is refused here, before anything is built or downloaded."""
-    from modeling.checkpoints import REGISTRY
+    from maskrcnn_toolkit.modeling.checkpoints import REGISTRY
     v = user.model.init_checkpoint
     if v is None or v in REGISTRY:
         return
@@ -630,13 +635,8 @@ def gpu_available() -> bool:
 
 
 def _count_val_images(path: Path) -> int:
-    import json
-    try:
-        with open(path, encoding="utf-8") as f:
-            n = len(json.load(f).get("images", []))
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {str(path)!r} ({e}); re-run `python -m dataset_tools "
-                        f"convert`") from None
+    gt = read_json(path, f"the COCO ground truth `{MADE_BY}` writes; re-run it")
+    n = len(gt.get("images", [])) if isinstance(gt, dict) else 0
     if n == 0:
         raise UserError(f"{str(path)!r} lists no validation images; convert with a "
                         f"validation split (--val-fraction)")

@@ -37,8 +37,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from core.atomic import TMP_MARK, atomic_write, discard, refuse_existing, temp_path_for
-from core.errors import UserError
+from maskrcnn_toolkit.core.atomic import (
+    TMP_MARK,
+    atomic_write,
+    discard,
+    refuse_existing,
+    temp_path_for,
+)
+from maskrcnn_toolkit.core.errors import UserError
 
 IOU_TYPES = ("segm", "bbox")
 BACKENDS = ("faster", "pycocotools")
@@ -722,7 +728,7 @@ def check_export_label_map(model: str | os.PathLike, run) -> None:
     its ``label_map.pbtxt`` (else ``metadata.json``'s ``classes``) must map the same ids to
     the same names as ``run.label_map``; otherwise its detections would be scored under the
     wrong class names. An export with neither file is taken as the run's."""
-    from core.label_map import read_label_map
+    from maskrcnn_toolkit.core.label_map import read_label_map
     theirs, where = None, None
     for folder in _export_folders(Path(model)):
         if (folder / "label_map.pbtxt").is_file():
@@ -749,7 +755,7 @@ def check_export_label_map(model: str | os.PathLike, run) -> None:
 def gt_instances_for_drawing(gt: dict, image_id: int, height: int, width: int):
     """(boxes [N, 4] ymin, xmin, ymax, xmax pixels; class ids; names; masks uint8
     [N, H, W]) of one image's ground truth, for the side-by-side pictures."""
-    from core.masks import polygons_to_mask, rle_to_mask
+    from maskrcnn_toolkit.core.masks import polygons_to_mask, rle_to_mask
     names = {c["id"]: str(c["name"]) for c in gt["categories"]}
     anns = [a for a in gt["annotations"] if a["image_id"] == image_id]
     boxes = np.array([[a["bbox"][1], a["bbox"][0], a["bbox"][1] + a["bbox"][3],
@@ -770,7 +776,7 @@ def gt_instances_for_drawing(gt: dict, image_id: int, height: int, width: int):
 def side_by_side(image: np.ndarray, gt: dict, image_id: int, dets) -> np.ndarray:
     """uint8 [H, 2W + 8, 3]: ground truth on the left, predictions with score >= 0.5 on
     the right, drawn with core.draw.draw_instances (same class, same color)."""
-    from core.draw import draw_instances
+    from maskrcnn_toolkit.core.draw import draw_instances
     h, w = image.shape[:2]
     boxes, ids, labels, masks = gt_instances_for_drawing(gt, image_id, h, w)
     left = draw_instances(image, boxes, ids, labels, masks)
@@ -815,7 +821,7 @@ def evaluate_model(config: str | os.PathLike, checkpoint: str | None = None,
     """
     from tqdm import tqdm
 
-    from modeling.config import load_run
+    from maskrcnn_toolkit.modeling.config import load_run
     iou_types = tuple(iou_types)
     for t in iou_types:
         if t not in IOU_TYPES:
@@ -836,7 +842,7 @@ def evaluate_model(config: str | os.PathLike, checkpoint: str | None = None,
     sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
 
     if model is not None:
-        from inference.predictor import Predictor
+        from maskrcnn_toolkit.inference.predictor import Predictor
         # check_export_label_map() made sure the export's own label map is the run's.
         detector = Predictor(model, label_map=run.label_map, score_threshold=0.0)
         meta, _ = export_metadata(model)
@@ -845,8 +851,8 @@ def evaluate_model(config: str | os.PathLike, checkpoint: str | None = None,
         if meta.get("checkpoint"):
             source += f" (of checkpoint {meta['checkpoint']})"
     else:
-        from modeling.exporting import load_detector
-        from modeling.model import find_checkpoint
+        from maskrcnn_toolkit.modeling.exporting import load_detector
+        from maskrcnn_toolkit.modeling.model import find_checkpoint
         # Resolve once, so the report names the checkpoint that was really evaluated.
         checkpoint = find_checkpoint(checkpoint if checkpoint is not None else run.run_dir)
         detector = load_detector(run, checkpoint, score_threshold=0.0,

@@ -53,9 +53,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from core.atomic import atomic_dir, refuse_existing
-from core.errors import UserError
-from core.label_map import LabelMap, write_label_map
+from maskrcnn_toolkit.core.atomic import atomic_dir, refuse_existing
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.label_map import LabelMap, write_label_map
 
 SIGNATURE_INPUTS = {"image_tensor": "images", "encoded_image": "encoded_images"}
 FROZEN_INPUT = "image_tensor"
@@ -321,8 +321,7 @@ def set_score_threshold(model, score_threshold: float | None) -> float:
 def freeze(module: ServingModule) -> tf.compat.v1.GraphDef:
     """A self-contained GraphDef of ``serve_odapi`` with variables folded in and the
     OD API tensor names (``image_tensor:0`` → ``detection_*:0``)."""
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2)
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
     concrete = module.serve_odapi.get_concrete_function()
     frozen = convert_variables_to_constants_v2(
         # Keeping functional While/If ops (TF >= 1.15 Sessions run them) halves the freeze
@@ -437,7 +436,7 @@ def export_model(model, params, label_map: LabelMap, out_dir: str | os.PathLike,
 
 
 def _build_and_restore(run, checkpoint):
-    from modeling.model import build_model, restore
+    from maskrcnn_toolkit.modeling.model import build_model, restore
     model = build_model(run)
     restored = restore(model, checkpoint if checkpoint is not None else run.run_dir)
     return model, restored
@@ -462,7 +461,7 @@ def export(run, out_dir: str | os.PathLike, checkpoint: str | os.PathLike | None
 def detector_from_model(model, params, label_map: LabelMap, score_threshold: float = 0.0,
                         pre_nms_score_threshold: float | None = None):
     """An in-memory Predictor over ``model`` with the export's exact post-processing."""
-    from inference.predictor import Predictor
+    from maskrcnn_toolkit.inference.predictor import Predictor
     set_score_threshold(model, pre_nms_score_threshold)
     module = ServingModule(model, params, params.task.model.input_size[:2])
     return Predictor.from_function(module.serve_images, label_map,

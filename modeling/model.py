@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.errors import UserError
-from modeling.config import Run
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.modeling.config import Run
 
 
 def build_model(run: Run):
@@ -44,7 +44,7 @@ def find_checkpoint(checkpoint_or_run_dir: str | os.PathLike) -> str:
     """A checkpoint prefix from a prefix (``run/ckpt-1000``), its ``.index`` file, or a run
     dir (its latest checkpoint), by :func:`modeling.checkpoints.checkpoint_prefix`.
     UserError when there is none."""
-    from modeling.checkpoints import checkpoint_prefix
+    from maskrcnn_toolkit.modeling.checkpoints import checkpoint_prefix
     p = Path(checkpoint_or_run_dir)
     prefix = checkpoint_prefix(p)
     if prefix is not None:

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from core.errors import UserError
-from modeling.config import Run, init_checkpoint_value
-from modeling.model import build_model
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.modeling.config import Run, init_checkpoint_value
+from maskrcnn_toolkit.modeling.model import build_model
 
 # Losses the task's train metrics track (MaskRCNNTask.build_metrics(training=True)).
 TOTAL = "total_loss"
@@ -143,7 +143,7 @@ def _init_from_checkpoint(run: Run, model, name_or_path: str) -> None:
     """Initialize a fresh model from a checkpoint by name and shape (modeling/checkpoints.py:
     registry download + sha256, partial restore with a table), then record the now local
     checkpoint in the run's pipeline.yaml for Model Garden's own trainer."""
-    from modeling.checkpoints import resolve_checkpoint, restore_partial
+    from maskrcnn_toolkit.modeling.checkpoints import resolve_checkpoint, restore_partial
     restore_partial(model, resolve_checkpoint(name_or_path))
     run.refresh_init_checkpoint()
 
@@ -396,8 +396,8 @@ class Evaluator:
         """
         from official.vision.ops.preprocess_ops import MEAN_NORM, STDDEV_NORM
 
-        from core.draw import draw_instances
-        from core.masks import paste_box_masks
+        from maskrcnn_toolkit.core.draw import draw_instances
+        from maskrcnn_toolkit.core.masks import paste_box_masks
         lm = self.trainer.run.label_map
         boxes = _local(predictions["detection_boxes"])
         scores = _local(predictions["detection_scores"])

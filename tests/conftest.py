@@ -1,11 +1,9 @@
 import os
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # Real sample data lives beside the repository, not in it; tests that use it skip without it.
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -14,10 +14,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import annotate
-from tests.test_video import od_model  # noqa: F401  (the fixture, shared with test_video)
-from tests.test_video import (H, SQ, W, clip_frame, decode_all, make_clip, read_jsonl,
-                              square_at)
+from maskrcnn_toolkit import annotate
+from tests.test_video import (
+    SQ,
+    H,
+    W,
+    clip_frame,
+    decode_all,
+    make_clip,
+    od_model,  # noqa: F401  (the fixture, shared with test_video)
+    read_jsonl,
+    square_at,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,7 +158,7 @@ def test_bad_inputs_exit_2(od_model, photos, tmp_path, capsys, case, match):
         Image.fromarray(clip_frame(1)).save(photos / "a.gif")
         Image.fromarray(clip_frame(1)).save(photos / "a.gif.png")
     elif case == "mpeg4_odd_size":
-        from inference.video import write_video
+        from maskrcnn_toolkit.inference.video import write_video
         write_video([clip_frame(0, w=W + 1)], tmp_path / "odd.mkv", fps=5)
         src, out, extra = str(tmp_path / "odd.mkv"), str(tmp_path / "o.avi"), [
             "--codec", "mpeg4"]

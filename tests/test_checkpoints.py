@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from core.errors import UserError
-from modeling import checkpoints as ck
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.modeling import checkpoints as ck
 
 
 class Tiny(tf_keras.Model):
@@ -201,7 +201,7 @@ def test_first_download_digest_is_trusted_and_later_downloads_must_match(tmp_pat
 
 
 def test_one_prefix_resolver_for_model_restore(tmp_path):
-    from modeling.model import find_checkpoint
+    from maskrcnn_toolkit.modeling.model import find_checkpoint
     path = _save({"model": Tiny(3)}, tmp_path / "run" / "ckpt-4")
     assert find_checkpoint(tmp_path / "run") == path == find_checkpoint(path + ".index")
     (tmp_path / "empty").mkdir()
@@ -217,9 +217,9 @@ def test_real_mask_rcnn_into_a_label_map_with_more_classes(tiny_run, tmp_path):
     classes: exactly the class-dependent kernels and biases start fresh."""
     import shutil
 
-    from core.label_map import LabelMap, write_label_map
-    from modeling.config import load_run
-    from modeling.model import build_model
+    from maskrcnn_toolkit.core.label_map import LabelMap, write_label_map
+    from maskrcnn_toolkit.modeling.config import load_run
+    from maskrcnn_toolkit.modeling.model import build_model
     data = tmp_path / "data"
     shutil.copytree(tiny_run.data_dir, data)
     write_label_map(data / "label_map.pbtxt",

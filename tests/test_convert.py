@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import UserError
-from core.label_map import LabelMap, read_label_map
-from core.masks import polygons_to_mask, rle_to_mask
-from dataset_tools.convert import convert
-from dataset_tools.split import split_records
-from dataset_tools.writer import shard_paths
+from maskrcnn_toolkit.core.dataset_folder import DatasetFolder
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.label_map import LabelMap, read_label_map
+from maskrcnn_toolkit.core.masks import polygons_to_mask, rle_to_mask
+from maskrcnn_toolkit.dataset_tools.convert import convert
+from maskrcnn_toolkit.dataset_tools.split import split_records
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -33,7 +33,7 @@ def _cli(*args, timeout=120):
 
 def _records(folder: Path, split: str) -> list[bytes]:
     import tensorflow as tf
-    return list(tf.data.TFRecordDataset([str(p) for p in shard_paths(folder, split)])
+    return list(tf.data.TFRecordDataset([str(p) for p in DatasetFolder(folder).shards(split)])
                 .as_numpy_iterator())
 
 
@@ -179,7 +179,7 @@ def test_bad_dataset_writes_the_good_part(bad_converted):
     assert clipped["bbox"] == [56, 30, 8, 18]  # clipped to the 64x48 image
     assert report["classes"]["ghost"] == {"id": 2, "train": 0, "val": 0}  # sorted names
     # Pass-through: the untouched JPEG's bytes are in the record; re-encoded ones are RGB.
-    from dataset_tools.records import decode_example
+    from maskrcnn_toolkit.dataset_tools.records import decode_example
     recs = {d.file_name: d for d in map(decode_example, _records(out, "train"))}
     assert recs["cmyk.jpg"].image.shape == (48, 64, 3)
     import tensorflow as tf
@@ -295,7 +295,7 @@ def test_val_source_label_map_ids_and_overwrite(tmp_path):
     assert any(f["item"] == "b1.jpg" and f["severity"] == "warning"
                and "only of classes outside the label map" in f["reason"]
                for f in report["findings"])
-    assert [p.name for p in shard_paths(out, "train")] == [
+    assert [p.name for p in DatasetFolder(out).shards("train")] == [
         "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
     gt_t = json.loads((out / "train_annotations.json").read_text())
     gt_v = json.loads((out / "val_annotations.json").read_text())
@@ -305,7 +305,7 @@ def test_val_source_label_map_ids_and_overwrite(tmp_path):
     assert not {i["id"] for i in gt_t["images"]} & {i["id"] for i in gt_v["images"]}
     assert {a["category_id"] for a in gt_t["annotations"] + gt_v["annotations"]} == {3, 7}
     assert read_label_map(out / "label_map.pbtxt") == LabelMap({3: "bolt", 7: "nut"})
-    from dataset_tools.records import decode_example
+    from maskrcnn_toolkit.dataset_tools.records import decode_example
     assert sorted(int(c) for r in _records(out, "train")
                   for c in decode_example(r, decode_image=False).class_ids) == [3, 7, 7]
 
@@ -342,7 +342,7 @@ def test_cli_errors_exit_2_without_traceback(bad_source, tmp_path, capsys):
     assert "Traceback" not in r.stderr
     # --strict: the first refusal is the error, and nothing is written. (The CLI's main()
     # in-process: the same code path as the subprocess, without a second TF import.)
-    from dataset_tools.__main__ import main
+    from maskrcnn_toolkit.dataset_tools.__main__ import main
     out = tmp_path / "strict"
     code = main(["convert", "coco", str(bad_source), str(out), "--strict",
                  "--val-fraction", "0"])
@@ -389,8 +389,8 @@ def test_image_modes_mpo_16bit_and_multipart_polygons(tmp_path):
     """MPO passes through byte for byte; a 16-bit PNG gives the record the same pixels as
     inference's load_image; a degenerate part of a multi-part polygon is dropped (fixed),
     the instance kept; an instance with no usable part is refused."""
-    from dataset_tools.records import decode_example
-    from inference.images import load_image
+    from maskrcnn_toolkit.dataset_tools.records import decode_example
+    from maskrcnn_toolkit.inference.images import load_image
     ds = tmp_path / "ds"
     ds.mkdir()
     frames = [Image.fromarray(np.random.default_rng(k).integers(0, 256, (48, 64, 3), np.uint8))

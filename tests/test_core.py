@@ -4,14 +4,32 @@ import os
 import numpy as np
 import pytest
 
-from core.atomic import (BACKUP_MARK, TMP_MARK, atomic_dir, atomic_write, refuse_existing,
-                         remove_stale_temporaries)
-from core.detections import Detections
-from core.draw import draw_instances
-from core.errors import UserError
-from core.label_map import LabelMap, parse_label_map, read_label_map, write_label_map
-from core.masks import (decode_mask_png, encode_mask_png, mask_bbox, mask_to_rle,
-                        paste_box_masks, polygons_to_mask, rle_to_mask)
+from maskrcnn_toolkit.core.atomic import (
+    BACKUP_MARK,
+    TMP_MARK,
+    atomic_dir,
+    atomic_write,
+    refuse_existing,
+    remove_stale_temporaries,
+)
+from maskrcnn_toolkit.core.detections import Detections
+from maskrcnn_toolkit.core.draw import draw_instances
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.label_map import (
+    LabelMap,
+    parse_label_map,
+    read_label_map,
+    write_label_map,
+)
+from maskrcnn_toolkit.core.masks import (
+    decode_mask_png,
+    encode_mask_png,
+    mask_bbox,
+    mask_to_rle,
+    paste_box_masks,
+    polygons_to_mask,
+    rle_to_mask,
+)
 
 
 def test_label_map_roundtrip_and_od_api_variants(tmp_path):
@@ -20,7 +38,8 @@ def test_label_map_roundtrip_and_od_api_variants(tmp_path):
     write_label_map(p, lm)
     assert "item {\n  id: 1\n  name: 'bolt'\n}" in p.read_text()
     assert read_label_map(p) == lm
-    text = '# comment\nitem {\n name: "a" id: 7\n display_name: "A"\n}\nitem { id: 2 display_name: "b" }'
+    text = ('# comment\nitem {\n name: "a" id: 7\n display_name: "A"\n}\n'
+            'item { id: 2 display_name: "b" }')
     parsed = parse_label_map(text)
     assert parsed.names_by_id == {2: "b", 7: "a"}
     assert parsed.num_classes_with_background == 8
@@ -164,7 +183,7 @@ def test_draw_changes_only_near_instances():
 def test_to_rgb_one_rule_for_every_mode():
     from PIL import Image
 
-    from core.images import to_rgb
+    from maskrcnn_toolkit.core.images import to_rgb
     deep = Image.fromarray(np.array([[0, 255, 256, 65535]], np.uint16))
     assert np.asarray(to_rgb(deep))[0, :, 0].tolist() == [0, 0, 1, 255]  # high byte
     rgba = Image.fromarray(np.array([[[200, 100, 50, 0], [200, 100, 50, 255]]], np.uint8))
@@ -172,3 +191,38 @@ def test_to_rgb_one_rule_for_every_mode():
     f = Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32))
     assert np.asarray(to_rgb(f))[0, :, 0].tolist() == [0, 128, 255]
     assert to_rgb(Image.new("CMYK", (2, 2))).mode == "RGB"
+
+
+def test_cli_runner_sigterm_is_ctrl_c_and_handlers_are_restored(capsys):
+    """core.cli.run: SIGTERM mid-work unwinds the work like Ctrl-C (its cleanup runs), prints
+    one line and returns 130; a UserError is one `error:` line and 2; the signal handlers
+    are the caller's again afterwards."""
+    import os
+    import signal
+    import time
+
+    from maskrcnn_toolkit.core.cli import run
+    from maskrcnn_toolkit.core.errors import UserError
+
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    cleaned = []
+
+    def work():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # Python runs the handler here at the latest
+            return 0
+        finally:
+            cleaned.append(True)
+
+    assert run(work, interrupted="nothing was written") == 130
+    assert cleaned == [True]
+    assert capsys.readouterr().err == "interrupted: nothing was written\n"
+
+    def bad():
+        raise UserError("file 'x.json': no images; convert it first")
+
+    assert run(bad) == 2
+    assert capsys.readouterr().err == "error: file 'x.json': no images; convert it first\n"
+    assert run(lambda: None) == 0 and run(lambda: 3) == 3
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from core.detections import Detections
-from core.masks import box_mask_to_rle
+from maskrcnn_toolkit.core.detections import Detections
+from maskrcnn_toolkit.core.masks import box_mask_to_rle
 
 
 def coco_encode(mask: np.ndarray) -> dict:

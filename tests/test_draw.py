@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from core.draw import _font, class_color, draw_instances
+from maskrcnn_toolkit.core.draw import _font, class_color, draw_instances
 
 
 def reference_draw(image, boxes, class_ids, labels, masks=None, alpha=0.45):

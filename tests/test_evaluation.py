@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import UserError
-from core.masks import mask_to_rle
-from modeling import evaluation as ev
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.masks import mask_to_rle
+from maskrcnn_toolkit.modeling import evaluation as ev
 
 ROOT = Path(__file__).resolve().parents[1]
 H = W = 100
@@ -365,7 +365,7 @@ def test_model_outputs_replace_old_images_and_survive_a_failure(tmp_path):
 def test_export_made_with_other_classes_is_refused(tmp_path):
     """An export's own label map must be the run's: otherwise its class ids would be scored
     under the run's names, silently wrong."""
-    from core.label_map import LabelMap, write_label_map
+    from maskrcnn_toolkit.core.label_map import LabelMap, write_label_map
     from tests.fixtures.model import make_tiny_dataset, write_tiny_config
     data = make_tiny_dataset(tmp_path / "data")  # classes 1 box, 2 disc
     config = write_tiny_config(tmp_path, data, tmp_path / "run")

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import UserError
-from core.label_map import read_label_map
-from core.masks import paste_box_masks
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.label_map import read_label_map
+from maskrcnn_toolkit.core.masks import paste_box_masks
 from tests.conftest import ROOT
 from tests.fixtures.export import TINY_SCORE_THRESHOLD
 
@@ -90,7 +90,8 @@ def test_saved_model_outputs_are_final(tiny_export, saved, saved_out):
     assert out["detection_masks"].shape[2:] == (100, 150)  # full input-image size
     assert set(np.unique(out["detection_masks"])) <= {0, 1}
     boxes = out["detection_boxes"][0, :n]
-    assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= 100).all() and (boxes[:, [1, 3]] <= 150).all()
+    assert (boxes >= 0).all()
+    assert (boxes[:, [0, 2]] <= 100).all() and (boxes[:, [1, 3]] <= 150).all()
     assert (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all()
     assert set(out["detection_classes"][0, :n].tolist()) <= set(
         read_label_map(tiny_export / "label_map.pbtxt").ids)
@@ -183,7 +184,8 @@ def test_paste_box_masks_binary_equals_od_api_reframing(height, width):
     """The windowed pastes, in-graph and numpy (Predictor's), give exactly the pixels of
     crop_and_resize at full size > 0.5: both repeat the kernel's float32 operations."""
     import tensorflow as tf
-    from modeling.exporting import paste_box_masks_binary
+
+    from maskrcnn_toolkit.modeling.exporting import paste_box_masks_binary
     rng = np.random.default_rng(height)
     k = 60
     corners = np.sort(rng.uniform(-0.1, 1.1, (k, 2, 2)), axis=1).clip(0, 1)
@@ -210,7 +212,7 @@ def test_paste_box_masks_binary_equals_od_api_reframing(height, width):
 
 
 def test_load_detector_matches_export(tiny_export_model, tiny_export, saved_out):
-    from modeling.exporting import detector_from_model
+    from maskrcnn_toolkit.modeling.exporting import detector_from_model
     model, run, _ = tiny_export_model
     det = detector_from_model(model, run.experiment, run.label_map, score_threshold=0.0,
                               pre_nms_score_threshold=TINY_SCORE_THRESHOLD)(sample_image())
@@ -244,8 +246,8 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_folder(tiny_export_model
                                                                monkeypatch, capsys):
     """export.py's main() on Ctrl-C midway (after the SavedModel is written into the
     temporary folder): one line on stderr, exit 130, no DIR and no temporary left."""
-    import export as export_cli
-    import modeling.exporting as exporting
+    import maskrcnn_toolkit.modeling.exporting as exporting
+    from maskrcnn_toolkit import export as export_cli
     model, run, checkpoint = tiny_export_model
     # The session's already restored model instead of building a second one.
     monkeypatch.setattr(exporting, "_build_and_restore", lambda run, ckpt: (model, checkpoint))
@@ -264,7 +266,7 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_folder(tiny_export_model
 
 
 def test_existing_folder_refused(tiny_export, tmp_path):
-    from modeling.exporting import export_model
+    from maskrcnn_toolkit.modeling.exporting import export_model
     before = sorted(p.name for p in tiny_export.iterdir())
     with pytest.raises(UserError, match="already exists; pass --overwrite"):
         export_model(None, None, None, tiny_export)

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.masks import decode_mask_png, encode_mask_png, mask_bbox, polygons_to_mask
+from maskrcnn_toolkit.core.masks import (
+    decode_mask_png,
+    encode_mask_png,
+    mask_bbox,
+    polygons_to_mask,
+)
 
 
 def _masks():

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import UserError
-from core.label_map import LabelMap, read_label_map, write_label_map
-from inference.images import load_image
-from inference.predictor import Predictor
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.label_map import LabelMap, read_label_map, write_label_map
+from maskrcnn_toolkit.inference.images import load_image
+from maskrcnn_toolkit.inference.predictor import Predictor
 
 # Known OD API-style outputs: normalized boxes, float classes, box-relative 4x4 masks.
 # Box edges fall between the pixel sampling points of the test sizes (see hand_mask).
@@ -167,7 +167,7 @@ def many_detections(n=100, seed=0):
 
 
 def test_filters_before_pasting_and_gets_what_pasting_everything_gets(tmp_path, monkeypatch):
-    import inference.predictor as predictor_module
+    import maskrcnn_toolkit.inference.predictor as predictor_module
     pb = write_tf1_graph(tmp_path / "many.pb", known=many_detections())
     pasted = []
 

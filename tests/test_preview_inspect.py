@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.draw import PALETTE
-from core.errors import UserError
-from dataset_tools.inspect import format_tables, inspect_dataset
-from dataset_tools.preview import preview
+from maskrcnn_toolkit.core.draw import PALETTE
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.dataset_tools.inspect import format_tables, inspect_dataset
+from maskrcnn_toolkit.dataset_tools.preview import preview
 
 
 def test_preview_grid(tiny_dataset, tmp_path):
@@ -43,7 +43,7 @@ def test_inspect_matches_ground_truth(tiny_dataset, capsys):
     text = format_tables(stats)
     assert "bolt" in text and "mask area (px)" in text and "instances/image" in text
 
-    from dataset_tools.__main__ import main
+    from maskrcnn_toolkit.dataset_tools.__main__ import main
     assert main(["inspect", str(tiny_dataset), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == stats
     assert main(["inspect", str(tiny_dataset.parent)]) == 2

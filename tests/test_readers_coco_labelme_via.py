@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import UserError
-from core.masks import mask_to_rle, polygons_to_mask, rle_to_mask
-from dataset_tools.readers import ReaderOptions, read
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.masks import mask_to_rle, polygons_to_mask, rle_to_mask
+from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions, read
 from tests.conftest import SHARED_DATA
 
 H, W = 20, 30
@@ -511,7 +511,7 @@ def test_real_multiformat_sets():
 
 
 def test_resolve_image_is_lexical_symlinks_inside_root_are_fine(tmp_path):
-    from dataset_tools.readers import resolve_image
+    from maskrcnn_toolkit.dataset_tools.readers import resolve_image
     store = tmp_path / "store"  # images shared from outside the dataset
     store.mkdir()
     (store / "a.jpg").write_bytes(b"x")

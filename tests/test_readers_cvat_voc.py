@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import UserError
-from core.masks import polygons_to_mask, rle_to_mask
-from dataset_tools.readers import ReaderOptions, read
-from dataset_tools.readers.voc import voc_colormap
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.masks import polygons_to_mask, rle_to_mask
+from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions, read
+from maskrcnn_toolkit.dataset_tools.readers.voc import voc_colormap
 from tests.conftest import SHARED_DATA
 
 H, W = 8, 10
@@ -139,7 +139,7 @@ def test_cvat_mask_rle_is_row_major_runs_starting_with_background(tmp_path):
 def test_cvat_rle_matches_cvat_encoder_and_datumaro_decoder():
     from pycocotools import mask as mask_utils
 
-    from dataset_tools.readers.cvat import cvat_rle_to_mask
+    from maskrcnn_toolkit.dataset_tools.readers.cvat import cvat_rle_to_mask
     rng = np.random.default_rng(3)
     box = (rng.random((5, 7)) > 0.5).astype(np.uint8)
     box[0, 0] = 1  # first pixel foreground: the RLE starts with a 0-length background run

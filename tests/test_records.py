@@ -3,8 +3,9 @@ TensorFlow: TensorFlow itself must read them back exactly."""
 import numpy as np
 import pytest
 
-from dataset_tools.records import encode_example
-from dataset_tools.writer import ShardedWriter, crc32c, frame_record, shard_paths
+from maskrcnn_toolkit.core.dataset_folder import DatasetFolder
+from maskrcnn_toolkit.dataset_tools.records import encode_example
+from maskrcnn_toolkit.dataset_tools.writer import ShardedWriter, crc32c, frame_record
 
 
 def _kwargs(n):
@@ -68,7 +69,7 @@ def test_example_and_tfrecord_bytes_read_by_tensorflow(tmp_path):
     with ShardedWriter(tmp_path, "train", 1) as w:
         for ex in examples:
             w.write(frame_record(ex))
-    ours = shard_paths(tmp_path, "train")
+    ours = DatasetFolder(tmp_path).shards("train")
     assert ours[0].read_bytes() == ref.read_bytes()
     back = [r.numpy() for r in tf.data.TFRecordDataset([str(p) for p in ours])]
     assert back == examples

@@ -5,10 +5,15 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from core.errors import UserError
-from core.masks import polygons_to_mask
-from dataset_tools import synthetic
-from dataset_tools.synthetic import CLASSES, conveyor_frames, generate, render_scene
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.masks import polygons_to_mask
+from maskrcnn_toolkit.dataset_tools import synthetic
+from maskrcnn_toolkit.dataset_tools.synthetic import (
+    CLASSES,
+    conveyor_frames,
+    generate,
+    render_scene,
+)
 
 N_IMAGES = 16
 
@@ -200,7 +205,7 @@ def test_interrupted_generation_leaves_old_output_and_no_temporaries(tmp_path, m
 def test_holes_are_cut_out_exactly_and_pieces_leave_no_seam(name):
     from PIL import Image, ImageDraw
     rng = np.random.default_rng(5)
-    for k in range(8):
+    for _ in range(8):
         part = synthetic.MAKERS[name](rng)
         angle = rng.uniform(0, 2 * np.pi)
         mask = polygons_to_mask(part.world_polygons(128.0, 128.0, angle), 256, 256)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import UserError
+from maskrcnn_toolkit.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -47,8 +47,8 @@ def test_tiny_run_writes_checkpoint_summaries_and_pipeline(tiny_run):
 
 
 def test_finished_run_says_so_without_building(tiny_run, capsys):
-    import train as train_cli
-    from modeling.training import train
+    from maskrcnn_toolkit import train as train_cli
+    from maskrcnn_toolkit.modeling.training import train
     s = train(tiny_run)
     assert s.already_finished and s.end_step == 2
     assert train_cli.main(["--config", str(tiny_run.config_path)]) == 0
@@ -59,7 +59,7 @@ def test_restore_into_a_fresh_model(tiny_run, tmp_path):
     import numpy as np
     import tensorflow as tf
 
-    from modeling.model import build_model, restore
+    from maskrcnn_toolkit.modeling.model import build_model, restore
     model = build_model(tiny_run)
     prefix = restore(model, tiny_run.run_dir)
     assert prefix.endswith("ckpt-2")
@@ -85,7 +85,7 @@ def test_build_model_equals_model_gardens_build(tiny_run, tmp_path):
     import tensorflow as tf
     from official.core import task_factory
 
-    from modeling.model import build_model
+    from maskrcnn_toolkit.modeling.model import build_model
     ours = build_model(tiny_run)
     theirs = task_factory.get_task(tiny_run.experiment.task).build_model()
 
@@ -107,15 +107,15 @@ def test_build_model_equals_model_gardens_build(tiny_run, tmp_path):
 
 
 def test_changed_model_in_same_run_dir_is_refused(tiny_run):
-    from modeling.config import load_run
-    from modeling.training import train
+    from maskrcnn_toolkit.modeling.config import load_run
+    from maskrcnn_toolkit.modeling.training import train
     run = load_run(tiny_run.config_path, {"model.image_size": 192, "train.steps": 5})
     with pytest.raises(UserError, match="model.image_size changed"):
         train(run)
 
 
 def test_non_finite_loss_message():
-    from modeling.training import NonFiniteLoss, check_finite
+    from maskrcnn_toolkit.modeling.training import NonFiniteLoss, check_finite
     check_finite(3, {"total_loss": 1.0, "mask_loss": 0.5})
     with pytest.raises(NonFiniteLoss) as e:
         check_finite(7, {"total_loss": float("nan"), "mask_loss": float("inf"),
@@ -131,8 +131,8 @@ def test_non_finite_loss_stops_the_real_loop(tiny_run, tmp_path):
     the step and every loss, before any checkpoint."""
     import numpy as np
 
-    from modeling.config import load_run
-    from modeling.training import NonFiniteLoss, Trainer, latest_checkpoint
+    from maskrcnn_toolkit.modeling.config import load_run
+    from maskrcnn_toolkit.modeling.training import NonFiniteLoss, Trainer, latest_checkpoint
     run = load_run(tiny_run.config_path, {"run_dir": str(tmp_path / "run"),
                                           "train.steps": 3})
     trainer = Trainer(run)
@@ -152,7 +152,7 @@ import sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-import train
+from maskrcnn_toolkit import train
 sys.exit(train.main(sys.argv[1:]))
 """
 
@@ -160,7 +160,7 @@ sys.exit(train.main(sys.argv[1:]))
 def test_resume_on_two_logical_cpus_with_mirrored_strategy(tiny_run, tmp_path):
     """Resume tiny_run (2 steps, one device) for one more step with MirroredStrategy over
     two logical CPU devices, through the CLI."""
-    from modeling.training import checkpoint_step, latest_checkpoint
+    from maskrcnn_toolkit.modeling.training import checkpoint_step, latest_checkpoint
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run.run_dir, run_dir)
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",

@@ -17,9 +17,9 @@ import av
 import numpy as np
 import pytest
 
-from core.detections import Detections
-from core.errors import UserError
-from inference import video as V
+from maskrcnn_toolkit.core.detections import Detections
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.inference import video as V
 
 W, H, FPS, N = 96, 64, 10, 12
 SQ = 16  # side of the bright square
@@ -106,7 +106,8 @@ def make_od_api_model(out: Path) -> Path:
             region = tf.boolean_mask(img, on)
             mean = tf.reduce_mean(region, axis=0)
             cls = tf.where(mean[0] > mean[2], 1.0, 2.0)
-            return {"detection_boxes": box[None, None], "detection_scores": (peak / 255.)[None, None],
+            return {"detection_boxes": box[None, None],
+                    "detection_scores": (peak / 255.)[None, None],
                     "detection_classes": cls[None, None], "num_detections": tf.constant([1.0]),
                     "detection_masks": mask[None, None]}
 
@@ -124,7 +125,7 @@ def od_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(od_model):
-    from inference.predictor import Predictor
+    from maskrcnn_toolkit.inference.predictor import Predictor
     return Predictor(od_model, score_threshold=0.1)
 
 
@@ -181,7 +182,8 @@ def test_video_end_to_end(predictor, clip, tmp_path):
     # The square is drawn over (mask blended with the class color, box outline).
     _, img = frames[5]
     src = clip_frame(5).astype(int)
-    inside = np.abs(img[y0 + 3:y1 - 3, x0 + 3:x1 - 3].astype(int) - src[y0 + 3:y1 - 3, x0 + 3:x1 - 3])
+    win = (slice(y0 + 3, y1 - 3), slice(x0 + 3, x1 - 3))
+    inside = np.abs(img[win].astype(int) - src[win])
     assert inside.mean() > 20
     assert leftovers(tmp_path) == []
 
@@ -338,7 +340,7 @@ def test_truncated_mkv_is_detected_by_its_duration(tmp_path):
     with V.VideoReader(src) as r:
         assert sum(1 for _ in r.frames()) == 40  # the whole file passes the check
     with V.VideoReader(bad) as r, pytest.raises(V.VideoDecodeError, match="4.0 s") as e:
-        n = sum(1 for _ in r.frames())
+        sum(1 for _ in r.frames())
     assert 0 < e.value.frame_index < 40
 
 
@@ -531,7 +533,7 @@ def test_write_video_and_save_frame(tmp_path):
 def test_tiny_export_on_video(request, clip, tmp_path):
     """The real exported Mask R-CNN (engineer X's fixture) through the video pipeline."""
     export_dir = request.getfixturevalue("tiny_export")
-    from inference.predictor import Predictor
+    from maskrcnn_toolkit.inference.predictor import Predictor
     pred = Predictor(export_dir, score_threshold=0.0)
     out = tmp_path / "out.mp4"
     s = V.annotate_video(pred, clip, out, batch_size=2, progress=False)

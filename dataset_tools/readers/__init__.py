@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from core.errors import UserError
-from dataset_tools.records import ImageRecord
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.dataset_tools.records import ImageRecord
 
 FORMATS = ("coco", "labelme", "via", "cvat", "voc")
 
@@ -50,7 +50,7 @@ def get_reader(fmt: str):
     """The ``read`` function of a format; a bad name lists the valid ones."""
     if fmt not in FORMATS:
         raise UserError(f"unknown annotation format {fmt!r}; valid formats: {', '.join(FORMATS)}")
-    return importlib.import_module(f"dataset_tools.readers.{fmt}").read
+    return importlib.import_module(f"maskrcnn_toolkit.dataset_tools.readers.{fmt}").read
 
 
 def read(fmt: str, src: str | os.PathLike, options: ReaderOptions | None = None

@@ -6,32 +6,10 @@ of the top-left pixel (COCO's convention, see core/masks.py). Polygons are flat
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
-from core.errors import UserError
-from dataset_tools.records import Instance, Refusal
-
-
-def load_json(path: Path, expected: str) -> Any:
-    """Parse a JSON file; any failure is a UserError naming the file and what was expected.
-
-    ``utf-8-sig`` because Windows tools (and Notepad) write a byte-order mark that plain
-    ``utf-8`` rejects.
-    """
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
-                        f"expected {expected}. Fix or re-export the file.") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); expected "
-                        f"{expected}") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot be read ({e.strerror}); expected {expected}") from None
+from maskrcnn_toolkit.dataset_tools.records import Instance, Refusal
 
 
 def int_or_none(v):

@@ -32,11 +32,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterator
 
-from core.errors import UserError
-from dataset_tools.readers import ReaderOptions, resolve_image
-from dataset_tools.readers._common import (drop_exact_duplicates, int_or_none, load_json,
-                                           num, rect_polygon)
-from dataset_tools.records import ImageRecord, Instance, Refusal
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.json_files import read_json
+from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions, resolve_image
+from maskrcnn_toolkit.dataset_tools.readers._common import (
+    drop_exact_duplicates,
+    int_or_none,
+    num,
+    rect_polygon,
+)
+from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
 
 EXPECTED = ('a COCO instances JSON object with "images", "annotations" and "categories" '
             'lists (https://cocodataset.org/#format-data)')
@@ -52,7 +57,7 @@ def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
     if src.is_dir():
         raise UserError(f"{src} is a folder; the coco format takes the COCO JSON file itself "
                         f"(e.g. annotations/instances_default.json)")
-    data = load_json(src, EXPECTED)
+    data = read_json(src, EXPECTED)
     images, anns_by_image, categories = _check_structure(src, data)
     search_dirs, root = _image_dirs(src, options)
     return _records(src, images, anns_by_image, categories, search_dirs, root, options)

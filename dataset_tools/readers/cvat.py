@@ -47,11 +47,11 @@ from typing import Iterator
 
 import numpy as np
 
-from core.errors import UserError
-from core.masks import mask_to_rle, polygons_to_mask
-from dataset_tools.readers import ReaderOptions, resolve_image
-from dataset_tools.readers._common import ellipse_polygon
-from dataset_tools.records import ImageRecord, Instance, Refusal, short
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.masks import mask_to_rle, polygons_to_mask
+from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions, resolve_image
+from maskrcnn_toolkit.dataset_tools.readers._common import ellipse_polygon
+from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal, short
 
 # Elements that are annotations but cannot be an instance mask, with the reason.
 _NOT_MASKS = {
@@ -305,7 +305,7 @@ def _frame_records(frames, ctx: _Context, xml_dir: Path, meta_size) -> Iterator[
                 f"'frame_NNNNNN.PNG': export the task with images, or pass --images DIR with "
                 f"the extracted frames, or export it as 'CVAT for images 1.1'")
         parts = []
-        for k, (tag, src, el, track_id) in enumerate(frames[(subset, frame)], start=1):
+        for k, (_tag, src, el, track_id) in enumerate(frames[(subset, frame)], start=1):
             n_before = len(parts)
             _parse_shape(el, el.get("label"), src, k, width, height, ctx, parts, rec)
             for p in parts[n_before:]:

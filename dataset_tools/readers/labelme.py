@@ -46,13 +46,19 @@ from typing import Iterator
 
 import numpy as np
 
-from core.errors import UserError
-from core.label_map import NON_CLASS_NAMES
-from core.masks import mask_to_rle, polygons_to_mask
-from dataset_tools.readers import ReaderOptions, resolve_image
-from dataset_tools.readers._common import (drop_exact_duplicates, int_or_none,
-                                           ellipse_polygon, load_json, num, rect_polygon)
-from dataset_tools.records import ImageRecord, Instance, Refusal
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.json_files import read_json
+from maskrcnn_toolkit.core.label_map import NON_CLASS_NAMES
+from maskrcnn_toolkit.core.masks import mask_to_rle, polygons_to_mask
+from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions, resolve_image
+from maskrcnn_toolkit.dataset_tools.readers._common import (
+    drop_exact_duplicates,
+    ellipse_polygon,
+    int_or_none,
+    num,
+    rect_polygon,
+)
+from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
 
 EXPECTED = ('a LabelMe JSON object with "shapes", "imagePath" and "imageData" '
             '(as labelme saves it)')
@@ -84,7 +90,7 @@ def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
 
 
 def _record(path: Path, root: Path, options: ReaderOptions) -> ImageRecord:
-    data = load_json(path, EXPECTED)
+    data = read_json(path, EXPECTED)
     file = str(path)
     rel = path.relative_to(root).as_posix()
     if not (isinstance(data, dict) and isinstance(data.get("shapes"), list)

@@ -38,11 +38,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from core.errors import UserError
-from dataset_tools.readers import ReaderOptions, resolve_image
-from dataset_tools.readers._common import (drop_exact_duplicates,
-                                           ellipse_polygon, load_json, num, rect_polygon)
-from dataset_tools.records import ImageRecord, Instance, Refusal
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.json_files import read_json
+from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions, resolve_image
+from maskrcnn_toolkit.dataset_tools.readers._common import (
+    drop_exact_duplicates,
+    ellipse_polygon,
+    num,
+    rect_polygon,
+)
+from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
 
 EXPECTED = ("a VIA 1.x/2.x JSON: either {\"<file><size>\": {\"filename\", \"regions\", ...}} "
             "(via_region_data.json / 'Export annotations as JSON') or a VIA 2 project with "
@@ -62,7 +67,7 @@ def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
     if src.suffix.lower() == ".csv":
         raise UserError(f"{src}: the VIA CSV export is not read; in VIA use "
                         f"'Annotation > Export Annotations (as json)' and give that file")
-    data = load_json(src, EXPECTED)
+    data = read_json(src, EXPECTED)
     entries, default_dirs = _entries(src, data)
     attr = _class_attribute(src, entries, options)
     if options.images_dir is not None:

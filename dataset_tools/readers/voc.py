@@ -40,10 +40,10 @@ from typing import Iterator
 
 import numpy as np
 
-from core.errors import UserError
-from core.masks import mask_to_rle
-from dataset_tools.readers import ReaderOptions, resolve_image
-from dataset_tools.records import ImageRecord, Instance, Refusal
+from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.masks import mask_to_rle
+from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions, resolve_image
+from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
                "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
