@@ -3,6 +3,11 @@
 A crash or Ctrl-C at any point leaves either the old file (or nothing) or the complete new
 one, never a half-written file: ``os.replace`` is atomic on POSIX within one filesystem,
 so the temporary lives in the destination's own folder.
+
+Permissions: ``tempfile`` creates private temporaries (files 0600, folders 0700), which the
+rename would carry onto the output. Every temporary made here gets, at creation, the mode a
+plain ``open()`` / ``mkdir()`` would give under the user's umask (0644 / 0755 with umask
+022), so an export or a video on a shared server is usable by the others a umask allows.
 """
 from __future__ import annotations
 
@@ -18,6 +23,37 @@ from maskrcnn_toolkit.core.errors import UserError
 
 TMP_MARK = ".tmp-"
 BACKUP_MARK = ".bak-"
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux reports it (``os.umask``
+    can only be read by setting it, which races with other threads creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _make_temp_file(path: Path, suffix: str = "") -> tuple[int, str]:
+    """``mkstemp`` beside ``path``, with a plain file's permissions (0666 & ~umask)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}", suffix=suffix,
+                               dir=path.parent)
+    os.fchmod(fd, 0o666 & ~current_umask())
+    return fd, tmp
+
+
+def make_temp_dir(path: Path, mark: str = TMP_MARK) -> Path:
+    """``mkdtemp`` beside ``path`` (named ``.NAME{mark}*``), with a plain folder's
+    permissions (0777 & ~umask)."""
+    tmp = tempfile.mkdtemp(prefix=f".{path.name}{mark}", dir=path.parent)
+    os.chmod(tmp, 0o777 & ~current_umask())
+    return Path(tmp)
 
 
 def refuse_existing(path: str | os.PathLike, overwrite: bool, what: str = "output") -> None:
@@ -37,7 +73,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent)
+    fd, tmp = _make_temp_file(path)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -55,8 +91,7 @@ def temp_path_for(path: str | os.PathLike) -> Path:
     (``tf.io.TFRecordWriter``, video encoders). Pair with :func:`commit` / :func:`discard`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}", suffix=path.suffix,
-                               dir=path.parent)
+    fd, tmp = _make_temp_file(path, suffix=path.suffix)
     os.close(fd)
     return Path(tmp)
 
@@ -140,7 +175,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False,
     path = Path(path)
     check_replaceable(path, overwrite, owned)  # also cleans up after a killed run
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{TMP_MARK}", dir=path.parent))
+    tmp = make_temp_dir(path)
     try:
         yield tmp
         commit(tmp, path)

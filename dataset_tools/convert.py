@@ -301,10 +301,6 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
 
     with atomic_dir(out, overwrite, owned=_is_ours) as tmp:
         folder = DatasetFolder(tmp)
-        # mkdtemp makes the folder private (0700); the dataset gets the usual permissions.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
         writers = {"train": ShardedWriter(tmp, "train", n_train_shards)}
         gts = {"train": CocoGtWriter(tmp, "train")}
         if n_val_shards:
