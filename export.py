@@ -1,4 +1,4 @@
-"""Export a trained run: SavedModel + OD API-style frozen graph (see README, "4. Export").
+"""Export a trained run: SavedModel + OD API-style frozen graph (docs/export.md).
 
     python export.py --config configs/parts_demo.yaml --out exported/parts
     python export.py --config X --out DIR --checkpoint runs/x/ckpt-1000 --overwrite

@@ -1,4 +1,4 @@
-"""Train Mask R-CNN from a short YAML config (see README, "2. Train").
+"""Train Mask R-CNN from a short YAML config (docs/train.md).
 
     python train.py --config configs/parts_demo.yaml              # train (or resume)
     python train.py --config configs/parts_demo.yaml --print-config   # show pipeline.yaml
