@@ -39,6 +39,15 @@ def annotation_from_rle(rle: dict, category_id: int, is_crowd: bool) -> dict:
             "iscrowd": int(bool(is_crowd))}
 
 
+def splice_lines(path: str | Path, out) -> None:
+    """Copy a UTF-8 file of one JSON value per line into the open text file ``out`` as
+    comma-separated items (the inside of a JSON list): how the streamed line files become
+    the ``images`` and ``annotations`` lists of a COCO JSON."""
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            out.write(("," if i else "") + line.rstrip("\n"))
+
+
 def categories(label_map: LabelMap) -> list[dict]:
     return [{"id": i, "name": n, "supercategory": "object"}
             for i, n in label_map.names_by_id.items()]
@@ -81,9 +90,7 @@ class CocoGtWriter:
             out.write('{"info": {"description": "written by python -m dataset_tools convert"}')
             for key, src in (("images", self._img_path), ("annotations", self._ann_path)):
                 out.write(f', "{key}": [')
-                with open(src, encoding="utf-8") as f:
-                    for i, line in enumerate(f):
-                        out.write(("," if i else "") + line.rstrip("\n"))
+                splice_lines(src, out)
                 out.write("]")
             out.write(', "categories": ' + json.dumps(categories(label_map)) + "}\n")
         self.discard()
