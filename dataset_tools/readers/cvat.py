@@ -8,9 +8,10 @@ for project exports), else beside the XML; names may include task subfolders.
 What each CVAT element becomes (coordinates are pixels of the full image, x right, y down,
 pixel edges as in COCO, exactly as CVAT writes them):
   <polygon points="x1,y1;x2,y2;...">  -> Instance(polygons=[[x1, y1, x2, y2, ...]])
-  <ellipse cx cy rx ry rotation>      -> Instance(polygons=[...]) (the ellipse sampled with
-                                         vertices at most ~2 px apart, rotation in degrees,
-                                         clockwise on screen as CVAT draws it)
+  <ellipse cx cy rx ry rotation>      -> Instance(polygons=[...]) (the ellipse sampled so
+                                         that no edge is more than 0.1 px inside the curve,
+                                         rotation in degrees, clockwise on screen as CVAT
+                                         draws it)
   <mask rle left top width height>    -> Instance(rle=full-size COCO RLE)
   <box xtl ytl xbr ybr rotation>      -> Instance(bbox=(x, y, w, h)) (box-only: the converter
                                          refuses it), or the (rotated) rectangle as a polygon
