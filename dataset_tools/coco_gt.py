@@ -16,11 +16,9 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 from pycocotools import mask as mask_utils
 
 from maskrcnn_toolkit.core.label_map import LabelMap
-from maskrcnn_toolkit.core.masks import mask_to_rle
 
 
 def annotation_from_rle(rle: dict, category_id: int, is_crowd: bool) -> dict:
@@ -29,8 +27,8 @@ def annotation_from_rle(rle: dict, category_id: int, is_crowd: bool) -> dict:
 
     ``bbox`` is [x, y, w, h] in pixel edges (a mask covering column 0 only has w = 1) and
     ``area`` the pixel count, both computed from the runs by pycocotools (C): the same
-    numbers as core.masks.mask_bbox / mask_area on the decoded mask, without two more
-    passes over H x W. The mask must not be empty.
+    numbers as core.masks.mask_bbox and a count of the decoded mask's pixels, without two
+    more passes over H x W. The mask must not be empty.
     """
     c_rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
     x, y, w, h = (float(v) for v in mask_utils.toBbox(c_rle))
@@ -41,9 +39,13 @@ def annotation_from_rle(rle: dict, category_id: int, is_crowd: bool) -> dict:
             "iscrowd": int(bool(is_crowd))}
 
 
-def annotation_from_mask(mask: np.ndarray, category_id: int, is_crowd: bool) -> dict:
-    """:func:`annotation_from_rle` of a uint8/bool [H, W] mask."""
-    return annotation_from_rle(mask_to_rle(mask), category_id, is_crowd)
+def splice_lines(path: str | Path, out) -> None:
+    """Copy a UTF-8 file of one JSON value per line into the open text file ``out`` as
+    comma-separated items (the inside of a JSON list): how the streamed line files become
+    the ``images`` and ``annotations`` lists of a COCO JSON."""
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            out.write(("," if i else "") + line.rstrip("\n"))
 
 
 def categories(label_map: LabelMap) -> list[dict]:
@@ -88,9 +90,7 @@ class CocoGtWriter:
             out.write('{"info": {"description": "written by python -m dataset_tools convert"}')
             for key, src in (("images", self._img_path), ("annotations", self._ann_path)):
                 out.write(f', "{key}": [')
-                with open(src, encoding="utf-8") as f:
-                    for i, line in enumerate(f):
-                        out.write(("," if i else "") + line.rstrip("\n"))
+                splice_lines(src, out)
                 out.write("]")
             out.write(', "categories": ' + json.dumps(categories(label_map)) + "}\n")
         self.discard()

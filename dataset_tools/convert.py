@@ -102,7 +102,11 @@ def _init_worker(ids_by_name: dict[str, int]) -> None:
     # The CLI turns SIGTERM into KeyboardInterrupt for its own cleanup; pool.terminate()
     # sends SIGTERM to workers, which should simply end.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _OPTS.clear()
+    _set_options(ids_by_name)
+
+
+def _set_options(ids_by_name: dict[str, int]) -> None:
+    """What :func:`_work` validates against, per split (in each worker, or in-process)."""
     for split in ("train", "val"):
         _OPTS[split] = ValidateOptions(ids_by_name, split)
 
@@ -122,7 +126,7 @@ def _ordered_results(tasks: list, workers: int, ids_by_name: dict[str, int]
     """Results in task order. With workers > 1, at most ``workers * _WINDOW_PER_WORKER``
     batches are in flight, so finished-but-unwritten examples never pile up."""
     if workers <= 1:
-        _init_worker_in_process(ids_by_name)
+        _set_options(ids_by_name)
         for t in tasks:
             yield from _work([t])
         return
@@ -144,11 +148,6 @@ def _ordered_results(tasks: list, workers: int, ids_by_name: dict[str, int]
     finally:
         pool.terminate()
         pool.join()
-
-
-def _init_worker_in_process(ids_by_name: dict[str, int]) -> None:
-    for split in ("train", "val"):
-        _OPTS[split] = ValidateOptions(ids_by_name, split)
 
 
 def default_workers(num_images: int) -> int:

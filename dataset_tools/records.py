@@ -1,4 +1,5 @@
-"""The in-memory record every reader produces, and the tf.Example codec (DESIGN decision 2).
+"""The in-memory record every reader produces, and the tf.Example encoder
+(docs/DESIGN_NOTES.md, decision 2).
 
 Keys written (the ones both Model Garden's ``TfExampleDecoder`` and the TF Object Detection
 API's decoder read):
@@ -96,7 +97,7 @@ def short(value, limit: int = 80) -> str:
 
 # tf.train.Example in protobuf wire format, written here rather than with TensorFlow's
 # classes: the converter then never imports TensorFlow (~5 s of start-up on 2 cores, half of
-# a 900-image conversion; issue 3's benchmark). The messages (tensorflow/core/example/
+# a 900-image conversion; docs/DESIGN_NOTES.md, Convert). The messages (tensorflow/core/example/
 # {example,feature}.proto):
 #   Example{1: Features}   Features{1: map<string, Feature> (entries {1: key, 2: value})}
 #   Feature{1: BytesList | 2: FloatList | 3: Int64List}, each list {1: repeated value},
@@ -169,58 +170,3 @@ def encode_example(*, image_bytes: bytes, image_format: str, height: int, width:
     features = b"".join(_field(b"\x0a", _field(b"\x0a", k.encode()) + _field(b"\x12", v))
                         for k, v in feats.items())
     return _field(b"\x0a", features)
-
-
-@dataclass
-class DecodedExample:
-    """A decoded record, for preview, inspection and tests.
-
-    image: uint8 [H, W, 3]; boxes: float32 [N, 4] (xmin, ymin, xmax, ymax) normalized;
-    masks: uint8 [N, H, W] 0/1.
-    """
-
-    image_id: int
-    file_name: str
-    image: np.ndarray
-    boxes: np.ndarray
-    class_ids: np.ndarray
-    class_names: list[str]
-    is_crowd: np.ndarray
-    areas: np.ndarray
-    masks: np.ndarray
-
-
-def decode_example(serialized: bytes, decode_image: bool = True) -> DecodedExample:
-    """Parse a serialized tf.Example written by :func:`encode_example` (numpy out)."""
-    import io
-
-    import tensorflow as tf
-    from PIL import Image
-
-    from maskrcnn_toolkit.core.masks import decode_mask_png
-    ex = tf.train.Example.FromString(serialized)
-    f = ex.features.feature
-
-    def floats(k):
-        return np.array(f[k].float_list.value, np.float32)
-
-    h = f["image/height"].int64_list.value[0]
-    w = f["image/width"].int64_list.value[0]
-    image = np.zeros((0, 0, 3), np.uint8)
-    if decode_image:
-        with Image.open(io.BytesIO(f["image/encoded"].bytes_list.value[0])) as im:
-            image = np.asarray(im.convert("RGB"))
-    masks = [decode_mask_png(b) for b in f["image/object/mask"].bytes_list.value]
-    return DecodedExample(
-        image_id=int(f["image/source_id"].bytes_list.value[0]),
-        file_name=f["image/filename"].bytes_list.value[0].decode("utf-8"),
-        image=image,
-        boxes=np.stack([floats("image/object/bbox/xmin"), floats("image/object/bbox/ymin"),
-                        floats("image/object/bbox/xmax"), floats("image/object/bbox/ymax")],
-                       axis=-1).reshape(-1, 4),
-        class_ids=np.array(f["image/object/class/label"].int64_list.value, np.int64),
-        class_names=[b.decode("utf-8") for b in f["image/object/class/text"].bytes_list.value],
-        is_crowd=np.array(f["image/object/is_crowd"].int64_list.value, np.int64),
-        areas=floats("image/object/area"),
-        masks=np.stack(masks) if masks else np.zeros((0, h, w), np.uint8),
-    )

@@ -32,6 +32,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from maskrcnn_toolkit.core.atomic import atomic_dir, atomic_write
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.masks import mask_bbox, mask_to_rle, polygons_to_mask
+from maskrcnn_toolkit.dataset_tools.coco_gt import splice_lines
 
 # Category ids follow sorted names: the same ids `convert` gives when no --label-map is set.
 CLASSES = ("bolt", "bracket", "nut", "screw", "washer")
@@ -689,9 +690,9 @@ def generate(out_dir, num_images: int, seed: int = 0, image_size: tuple[int, int
                       for n in CLASSES]
         with atomic_write(tmp / "annotations.json", "w") as f:
             f.write('{"info":' + _dumps(info) + ',"licenses":[],"images":[')
-            _splice_lines(images_part, f)
+            splice_lines(images_part, f)
             f.write('],"annotations":[')
-            _splice_lines(anns_part, f)
+            splice_lines(anns_part, f)
             f.write('],"categories":' + _dumps(categories) + "}")
         images_part.unlink()
         anns_part.unlink()
@@ -704,13 +705,6 @@ def generate(out_dir, num_images: int, seed: int = 0, image_size: tuple[int, int
 
 def _dumps(obj) -> str:
     return json.dumps(obj, separators=(",", ":"))
-
-
-def _splice_lines(path: Path, f) -> None:
-    """Copy a file of one-JSON-value-per-line into ``f`` as comma-separated list items."""
-    with open(path) as src:
-        for k, line in enumerate(src):
-            f.write(("," if k else "") + line.rstrip("\n"))
 
 
 # --------------------------------------------------------------------------- conveyor video

@@ -6,7 +6,8 @@ the converter's temporary output folder, which is renamed onto OUT only when eve
 succeeded (see convert.py): a crash or Ctrl-C never leaves a partial shard in OUT.
 
 The TFRecord framing (TensorFlow's ``tsl/lib/io/record_writer.cc``) is written here, so that
-the converter never imports TensorFlow (~5 s of start-up; issue 3's benchmark): each record is
+the converter never imports TensorFlow (~5 s of start-up; docs/DESIGN_NOTES.md, Convert):
+each record is
   uint64 length, uint32 masked_crc32c(length bytes), data, uint32 masked_crc32c(data)
 (little-endian; mask(c) = ((c >> 15) | (c << 17)) + 0xa282ead8). TensorFlow's readers verify
 both checksums. CRC-32C is computed with numpy (no C extension is available without a new

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -35,6 +36,24 @@ def _records(folder: Path, split: str) -> list[bytes]:
     import tensorflow as tf
     return list(tf.data.TFRecordDataset([str(p) for p in DatasetFolder(folder).shards(split)])
                 .as_numpy_iterator())
+
+
+class _Decoded(NamedTuple):
+    file_name: str
+    image: np.ndarray  # uint8 [H, W, 3]; [0, 0, 3] when not decoded
+    class_ids: list[int]  # label-map ids
+
+
+def _decode_example(serialized: bytes, decode_image: bool = True) -> _Decoded:
+    """One record as TensorFlow's own ``tf.train.Example`` parser reads it."""
+    import tensorflow as tf
+    f = tf.train.Example.FromString(serialized).features.feature
+    image = np.zeros((0, 0, 3), np.uint8)
+    if decode_image:
+        with Image.open(io.BytesIO(f["image/encoded"].bytes_list.value[0])) as im:
+            image = np.asarray(im.convert("RGB"))
+    return _Decoded(f["image/filename"].bytes_list.value[0].decode("utf-8"), image,
+                    list(f["image/object/class/label"].int64_list.value))
 
 
 def _no_temporaries(parent: Path) -> list[str]:
@@ -179,8 +198,7 @@ def test_bad_dataset_writes_the_good_part(bad_converted):
     assert clipped["bbox"] == [56, 30, 8, 18]  # clipped to the 64x48 image
     assert report["classes"]["ghost"] == {"id": 2, "train": 0, "val": 0}  # sorted names
     # Pass-through: the untouched JPEG's bytes are in the record; re-encoded ones are RGB.
-    from maskrcnn_toolkit.dataset_tools.records import decode_example
-    recs = {d.file_name: d for d in map(decode_example, _records(out, "train"))}
+    recs = {d.file_name: d for d in map(_decode_example, _records(out, "train"))}
     assert recs["cmyk.jpg"].image.shape == (48, 64, 3)
     import tensorflow as tf
     raw = {tf.train.Example.FromString(r).features.feature["image/filename"].bytes_list
@@ -305,9 +323,8 @@ def test_val_source_label_map_ids_and_overwrite(tmp_path):
     assert not {i["id"] for i in gt_t["images"]} & {i["id"] for i in gt_v["images"]}
     assert {a["category_id"] for a in gt_t["annotations"] + gt_v["annotations"]} == {3, 7}
     assert read_label_map(out / "label_map.pbtxt") == LabelMap({3: "bolt", 7: "nut"})
-    from maskrcnn_toolkit.dataset_tools.records import decode_example
     assert sorted(int(c) for r in _records(out, "train")
-                  for c in decode_example(r, decode_image=False).class_ids) == [3, 7, 7]
+                  for c in _decode_example(r, decode_image=False).class_ids) == [3, 7, 7]
 
     with pytest.raises(UserError, match="already exists and is not empty; pass --overwrite"):
         convert("coco", train, out, val_fraction=0, progress=False, verbose=False)
@@ -389,7 +406,6 @@ def test_image_modes_mpo_16bit_and_multipart_polygons(tmp_path):
     """MPO passes through byte for byte; a 16-bit PNG gives the record the same pixels as
     inference's load_image; a degenerate part of a multi-part polygon is dropped (fixed),
     the instance kept; an instance with no usable part is refused."""
-    from maskrcnn_toolkit.dataset_tools.records import decode_example
     from maskrcnn_toolkit.inference.images import load_image
     ds = tmp_path / "ds"
     ds.mkdir()
@@ -421,7 +437,7 @@ def test_image_modes_mpo_16bit_and_multipart_polygons(tmp_path):
         (ds / "phone.jpg").read_bytes()
     assert raw["phone.jpg"]["image/format"].bytes_list.value[0] == b"jpeg"
     assert not [f for f in report["findings"] if f["item"] == "phone.jpg"]
-    recs = {d.file_name: d for d in map(decode_example, _records(out, "train"))}
+    recs = {d.file_name: d for d in map(_decode_example, _records(out, "train"))}
     np.testing.assert_array_equal(recs["deep.png"].image, load_image(ds / "deep.png"))
     assert recs["deep.png"].image[..., 0].max() > 200  # scaled, not clipped to white
     assert len(recs["multi.jpg"].class_ids) == 1

@@ -511,7 +511,7 @@ def test_real_multiformat_sets():
 
 
 def test_resolve_image_is_lexical_symlinks_inside_root_are_fine(tmp_path):
-    from maskrcnn_toolkit.dataset_tools.readers import resolve_image
+    from maskrcnn_toolkit.dataset_tools.readers._common import resolve_image
     store = tmp_path / "store"  # images shared from outside the dataset
     store.mkdir()
     (store / "a.jpg").write_bytes(b"x")

@@ -139,7 +139,7 @@ def test_cvat_mask_rle_is_row_major_runs_starting_with_background(tmp_path):
 def test_cvat_rle_matches_cvat_encoder_and_datumaro_decoder():
     from pycocotools import mask as mask_utils
 
-    from maskrcnn_toolkit.dataset_tools.readers.cvat import cvat_rle_to_mask
+    from maskrcnn_toolkit.dataset_tools.readers.cvat_shapes import cvat_rle_to_mask
     rng = np.random.default_rng(3)
     box = (rng.random((5, 7)) > 0.5).astype(np.uint8)
     box[0, 0] = 1  # first pixel foreground: the RLE starts with a 0-length background run

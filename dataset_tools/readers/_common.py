@@ -1,4 +1,5 @@
-"""Small helpers shared by the readers (JSON parsing for COCO, LabelMe, VIA; shapes for all).
+"""Small helpers shared by the readers: finding an image (all), numbers from JSON (COCO,
+LabelMe, VIA), shapes and boxes (all), exact duplicates (COCO, LabelMe, VIA).
 
 Coordinates are pixels of the full image: x right, y down, origin at the top-left corner
 of the top-left pixel (COCO's convention, see core/masks.py). Polygons are flat
@@ -7,9 +8,73 @@ of the top-left pixel (COCO's convention, see core/masks.py). Polygons are flat
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
+from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.dataset_tools.records import Instance, Refusal
+
+
+def refuse_zip(src: Path, give: str) -> None:
+    """Raise UserError when SRC is a zip archive (readers read extracted files); ``give``
+    says what to pass instead."""
+    if src.suffix.lower() == ".zip":
+        raise UserError(f"{str(src)!r} is a zip archive; extract it first (unzip {src.name} "
+                        f"-d DIR) and give {give}")
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file that says False, not raises, for names the OS cannot even look up
+    (too long, NUL bytes): such a name is simply "not found"."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _lexical(path: Path) -> Path:
+    """Absolute path with ``.``/``..`` collapsed, symlinks not followed."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
+def resolve_image(name: str, search_dirs: list[Path], root: Path) -> tuple[Path | None, str]:
+    """Find the image a record names.
+
+    Args:
+      name: the path as the annotation writes it (relative or absolute, / or \\ separators).
+      search_dirs: folders to try in order (e.g. [images_dir] or [ann_dir / "images", ann_dir]).
+      root: the dataset root; a path outside every search dir and the root is refused.
+    Returns:
+      (absolute, normalized path, "") when found inside the root, else (None, reason).
+
+    "Inside" is decided on the path as written (``..`` collapsed, symlinks not followed):
+    ``../../etc/x.jpg`` escapes and is refused, while an image inside the root that is a
+    symlink into a store elsewhere (a common way to share one image folder) is accepted.
+    """
+    name = name.replace("\\", "/")
+    candidates = [Path(name)] if os.path.isabs(name) else []
+    for d in search_dirs:
+        candidates.append(d / name)
+        candidates.append(d / Path(name).name)  # tools often store a path from another machine
+    bases = [root, *search_dirs]
+    # The roots as given and with their own symlinks resolved (an absolute image path may
+    # name either form of the same folder).
+    roots = {_lexical(b) for b in bases} | {b.resolve() for b in bases}
+    escaped = None  # an existing file outside the roots: refused only if nothing else matches
+    for c in candidates:
+        if _is_file(c):
+            r = _lexical(c)
+            if not any(r == base or base in r.parents for base in roots):
+                escaped = escaped or r
+                continue
+            return r, ""
+    if escaped is not None:
+        return None, (f"image path {name!r} resolves to {str(escaped)!r}, outside the dataset "
+                      f"root {str(root)!r}; move the image under the root or pass "
+                      f"--images DIR")
+    tried = ", ".join(sorted({str(c.parent) for c in candidates}))
+    return None, f"image {name!r} not found (looked in: {tried}); pass --images DIR"
 
 
 def int_or_none(v):
@@ -35,6 +100,14 @@ def rect_polygon(x0: float, y0: float, x1: float, y1: float) -> list[float]:
     xa, xb = sorted((x0, x1))
     ya, yb = sorted((y0, y1))
     return [xa, ya, xb, ya, xb, yb, xa, yb]
+
+
+def xyxy_to_xywh(x0: float, y0: float, x1: float, y1: float
+                 ) -> tuple[float, float, float, float]:
+    """A box from its top-left (x0, y0) and bottom-right (x1, y1) corners, in pixels, as
+    COCO's (x, y, w, h) ``Instance.bbox``; w and h rounded to 6 decimals, so that float noise
+    in the subtraction (45.8 - 0.2) does not show up in the report."""
+    return x0, y0, round(x1 - x0, 6), round(y1 - y0, 6)
 
 
 def ellipse_polygon(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0,

@@ -34,12 +34,13 @@ from typing import Iterator
 
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.json_files import read_json
-from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions, resolve_image
+from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
 from maskrcnn_toolkit.dataset_tools.readers._common import (
     drop_exact_duplicates,
     int_or_none,
     num,
     rect_polygon,
+    resolve_image,
 )
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
 

@@ -50,13 +50,14 @@ from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.json_files import read_json
 from maskrcnn_toolkit.core.label_map import NON_CLASS_NAMES
 from maskrcnn_toolkit.core.masks import mask_to_rle, polygons_to_mask
-from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions, resolve_image
+from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
 from maskrcnn_toolkit.dataset_tools.readers._common import (
     drop_exact_duplicates,
     ellipse_polygon,
     int_or_none,
     num,
     rect_polygon,
+    resolve_image,
 )
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
 

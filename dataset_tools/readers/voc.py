@@ -42,7 +42,8 @@ import numpy as np
 
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.masks import mask_to_rle
-from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions, resolve_image
+from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
+from maskrcnn_toolkit.dataset_tools.readers._common import refuse_zip, resolve_image, xyxy_to_xywh
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
@@ -113,9 +114,7 @@ def _is_voc_root(p: Path) -> bool:
 
 
 def _root_and_sets(src: Path, image_set: str | None) -> tuple[Path, list[Path] | None]:
-    if src.suffix.lower() == ".zip":
-        raise UserError(f"{str(src)!r} is a zip archive; extract it first (unzip {src.name} "
-                        f"-d DIR) and give DIR, the folder holding JPEGImages/")
+    refuse_zip(src, "DIR, the folder holding JPEGImages/")
     if src.is_file():
         if src.suffix != ".txt" or src.parent.parent.name != "ImageSets":
             raise UserError(f"{str(src)!r} is a file; for VOC give the dataset root folder (the "
@@ -315,7 +314,7 @@ def _record(root: Path, image_id: str, image_dirs: list[Path], classes: _Classes
                                           polygons=[[x0, y0, x1, y0, x1, y1, x0, y1]]))
         else:
             rec.instances.append(Instance(label=obj["name"], source=src, attributes=attrs,
-                                          bbox=(x0, y0, round(x1 - x0, 6), round(y1 - y0, 6))))
+                                          bbox=xyxy_to_xywh(x0, y0, x1, y1)))
     return rec
 
 
