@@ -10,6 +10,8 @@
   interrupt unwinds the work (temporaries are discarded, training saves a checkpoint), then
   one line ``interrupted: ...`` is printed and the exit code is 130.
 - Anything else is a bug in this project and keeps its traceback.
+- TensorFlow's start-up noise is kept off stderr (``core/quiet.py``);
+  ``MASKRCNN_TOOLKIT_VERBOSE=1`` shows everything.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import threading
 from typing import Callable
 
 from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.quiet import quiet_tensorflow
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -42,7 +45,8 @@ def run(body: Callable[[], int | None],
         previous_int = signal.getsignal(signal.SIGINT)
         previous_term = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        code = body()
+        with quiet_tensorflow():
+            code = body()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
