@@ -5,8 +5,9 @@
   python evaluate.py --config configs/parts.yaml [--checkpoint PATH | --model EXPORT_DIR]
                      [--max-images N] [--iou-type segm|bbox|both] [--out DIR]
 
-The work is in modeling/evaluation.py; this script parses arguments and prints. The
---gt/--detections path imports no TensorFlow (start-up is part of what a user waits for).
+The work is in modeling/scoring.py (--gt/--detections) and modeling/evaluation.py
+(--config); this script parses arguments and prints. The --gt/--detections path imports no
+TensorFlow (start-up is part of what a user waits for).
 """
 from __future__ import annotations
 
@@ -60,22 +61,24 @@ def main(argv=None) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from maskrcnn_toolkit.modeling import evaluation as ev
-    types = ev.IOU_TYPES if args.iou_type == "both" else (args.iou_type,)
+    from maskrcnn_toolkit.modeling import scoring
+    types = scoring.IOU_TYPES if args.iou_type == "both" else (args.iou_type,)
     if args.gt:
-        out = args.out or str(ev.default_metrics_path(args.detections))
         from maskrcnn_toolkit.core.atomic import refuse_existing
+        from maskrcnn_toolkit.modeling.eval_outputs import default_metrics_path, write_json
+        out = args.out or str(default_metrics_path(args.detections))
         refuse_existing(out, args.overwrite)
-        report = ev.evaluate_files(args.gt, args.detections, types, args.backend)
-        ev.write_json(out, report.to_json())
+        report = scoring.evaluate_files(args.gt, args.detections, types, args.backend)
+        write_json(out, report.to_json())
     else:
-        report, out_dir = ev.evaluate_model(
+        from maskrcnn_toolkit.modeling.evaluation import evaluate_model
+        report, out_dir = evaluate_model(
             args.config, checkpoint=args.checkpoint, model=args.model,
             max_images=args.max_images, out=args.out, overwrite=args.overwrite,
             backend=args.backend, iou_types=types)
         out = str(out_dir)
-    print(ev.format_report(report))
-    print(ev.summary_line(report, out))
+    print(scoring.format_report(report))
+    print(scoring.summary_line(report, out))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,11 @@ Detections.to_coco writes them, so ties occur), then for segm and bbox times, in
   - ours, as a user runs it: `evaluate.py --gt --detections --iou-type T --out M` in a
     fresh Python (start-up, imports, read, check, score, print, write): the headline;
   - its start-up alone: the same command on a one-image set;
-  - ours, the library call modeling.evaluation.evaluate_files (for reference);
+  - ours, the library call modeling.scoring.evaluate_files (for reference);
   - baseline: pycocotools COCO(gt), loadRes(dt), COCOeval evaluate/accumulate/summarize.
 Asserts the 12 stats and the per-class AP/AP50/AP75 identical (==), prints a table and
-saves bench/results/eval.json. Goal (issue 5): the CLI >= 2.5x plain pycocotools for segm;
-the table says met or MISSED.
+saves bench/results/eval.json. Goal (docs/DESIGN_NOTES.md, Evaluation): the CLI >= 2.5x
+plain pycocotools for segm; the table says met or MISSED.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 from maskrcnn_toolkit.core.atomic import atomic_write  # noqa: E402
-from maskrcnn_toolkit.modeling import evaluation as ev  # noqa: E402
+from maskrcnn_toolkit.modeling import scoring  # noqa: E402
 
 CLASSES = ["bolt", "nut", "washer", "bracket", "spring"]
 
@@ -132,7 +132,9 @@ def per_class_of(E):
     return rows
 
 
-GOAL = 2.5  # issue 5: `evaluate.py --gt/--detections` >= 2.5x plain pycocotools for segm
+# docs/DESIGN_NOTES.md, Evaluation: `evaluate.py --gt/--detections` >= 2.5x plain
+# pycocotools for segm.
+GOAL = 2.5
 
 
 def _wall_cpu(fn):
@@ -181,12 +183,12 @@ def main(argv=None):
         print(f"synthetic set: {len(gt['images'])} images, {len(gt['annotations'])} "
               f"ground-truth polygons, {len(dets)} detections (seed {args.seed}, "
               f"{gen_s:.1f} s to generate)", flush=True)
-        for t in ev.IOU_TYPES:
+        for t in scoring.IOU_TYPES:
             out = Path(tmp) / f"m_{t}.json"
             # The three contenders are interleaved (one of each per round) so that a burst of
             # load on the shared machine hits all of them, then the median of each is taken.
             jobs = {"pycocotools": lambda: plain_pycocotools(gt_path, dt_path, t),
-                    "library": lambda: ev.evaluate_files(gt_path, dt_path, (t,)),
+                    "library": lambda: scoring.evaluate_files(gt_path, dt_path, (t,)),
                     "cli": lambda: run_cli(gt_path, dt_path, t, out),
                     "startup": lambda: run_cli(tiny_gt, tiny_dt, t, Path(tmp) / "tiny.json")}
             wall = {k: [] for k in jobs}
@@ -198,11 +200,11 @@ def main(argv=None):
                     wall[k].append(w)
                     cpu[k].append(c)
             E, rep, cli = res["pycocotools"], res["library"], res["cli"]
-            ours = [rep.metrics[t][k] for k in ev.STAT_KEYS]
+            ours = [rep.metrics[t][k] for k in scoring.STAT_KEYS]
             assert ours == [float(x) for x in E.stats], (t, ours, list(E.stats))
             assert [[c["AP"], c["AP50"], c["AP75"]] for c in rep.metrics[t]["per_class"]] \
                 == per_class_of(E), t
-            assert [cli[t][k] for k in ev.STAT_KEYS] == ours, t
+            assert [cli[t][k] for k in scoring.STAT_KEYS] == ours, t
             med = {k: float(np.median(v)) for k, v in wall.items()}
             med_cpu = {k: float(np.median(v)) for k, v in cpu.items()}
             speedup_cli = med["pycocotools"] / med["cli"]

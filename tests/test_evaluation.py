@@ -1,6 +1,6 @@
-"""evaluate.py / modeling.evaluation: hand-made cases whose AP follows by reasoning, parity
-with plain pycocotools (equality, not closeness) for both backends, the warnings, the CLI,
-and a tiny real model end to end."""
+"""evaluate.py and modeling.{scoring, scoring_checks, evaluation, eval_outputs}: hand-made
+cases whose AP follows by reasoning, parity with plain pycocotools (equality, not closeness)
+for both backends, the warnings, the CLI, and a tiny real model end to end."""
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +16,8 @@ import pytest
 
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.masks import mask_to_rle
-from maskrcnn_toolkit.modeling import evaluation as ev
+from maskrcnn_toolkit.modeling import evaluation, scoring
+from maskrcnn_toolkit.modeling.eval_outputs import write_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 H = W = 100
@@ -101,14 +102,14 @@ def plain_pycocotools(gt_path, dt_path, iou_type):
     return [float(x) for x in E.stats], per_class
 
 
-def assert_identical_to_pycocotools(tmp_path, gt, dets, iou_types=ev.IOU_TYPES):
+def assert_identical_to_pycocotools(tmp_path, gt, dets, iou_types=scoring.IOU_TYPES):
     gt_path = write(tmp_path, "gt.json", gt)
     dt_path = write(tmp_path, "dt.json", dets)
-    reports = {b: ev.evaluate_files(gt_path, dt_path, iou_types, b) for b in ev.BACKENDS}
+    reports = {b: scoring.evaluate_files(gt_path, dt_path, iou_types, b) for b in scoring.BACKENDS}
     for t in iou_types:
         stats, per_class = plain_pycocotools(gt_path, dt_path, t)
         for b, r in reports.items():
-            ours = [r.metrics[t][k] for k in ev.STAT_KEYS]
+            ours = [r.metrics[t][k] for k in scoring.STAT_KEYS]
             assert ours == stats, (b, t)  # equality to the last digit
             assert [[c["AP"], c["AP50"], c["AP75"]] for c in r.metrics[t]["per_class"]] \
                 == per_class, (b, t)
@@ -125,7 +126,7 @@ def test_hand_made_case_gives_the_ap_found_by_reasoning(tmp_path, mixed_case):
     r = reports["faster"]
     assert r.backend.startswith("faster-coco-eval ")
     assert reports["pycocotools"].backend.startswith("pycocotools ")
-    for t in ev.IOU_TYPES:
+    for t in scoring.IOU_TYPES:
         c = classes(r, t)
         # a: two perfect matches; the crowd detection (highest score) is ignored, else the
         # first true positive would come at precision 1/2 and AP would be 2/3.
@@ -187,7 +188,7 @@ def test_random_scenes_identical_in_both_backends(tmp_path, seed):
 def test_no_detections_scores_zero_in_both_backends(tmp_path):
     gt = dataset(1, [gt_ann(1, 1, 1, square(10, 10))], cats=("a",))
     gt_path, dt_path = write(tmp_path, "gt.json", gt), write(tmp_path, "dt.json", [])
-    rs = [ev.evaluate_files(gt_path, dt_path, backend=b) for b in ev.BACKENDS]
+    rs = [scoring.evaluate_files(gt_path, dt_path, backend=b) for b in scoring.BACKENDS]
     # plain pycocotools crashes on an empty results list (loadRes reads anns[0]).
     assert rs[0].metrics == rs[1].metrics
     assert rs[0].metrics["segm"]["AP"] == 0.0 and rs[0].metrics["bbox"]["AR100"] == 0.0
@@ -202,7 +203,7 @@ def test_warnings_name_each_suspicious_input(tmp_path):
             det(7, 1, square(10, 10), 0.8),   # image 7 is not in the GT
             det(1, 9, square(10, 10), 0.7),   # category 9 is not in the GT
             empty]
-    r = ev.evaluate_files(write(tmp_path, "gt.json", gt), write(tmp_path, "dt.json", dets))
+    r = scoring.evaluate_files(write(tmp_path, "gt.json", gt), write(tmp_path, "dt.json", dets))
     text = "\n".join(r.warnings)
     assert "1 detections are on image ids that are not in the ground truth (ids 7)" in text
     assert "category ids that are not in the ground truth's categories (ids 9)" in text
@@ -216,10 +217,10 @@ def test_warnings_name_each_suspicious_input(tmp_path):
 
 def test_label_map_that_differs_from_the_ground_truth_warns():
     gt = dataset(1, [gt_ann(1, 1, 1, square(10, 10))], cats=("a", "b"))
-    r = ev.score(gt, [det(1, 1, square(10, 10), 0.9)], label_map_ids={1: "b", 2: "a"})
+    r = scoring.score(gt, [det(1, 1, square(10, 10), 0.9)], label_map_ids={1: "b", 2: "a"})
     assert any("the label map" in w and "differ" in w for w in r.warnings)
     gt = dataset(1, [gt_ann(1, 1, 1, square(10, 10))], cats=("a", "b"))
-    r = ev.score(gt, [det(1, 1, square(10, 10), 0.9)], label_map_ids={1: "a", 2: "b"})
+    r = scoring.score(gt, [det(1, 1, square(10, 10), 0.9)], label_map_ids={1: "a", 2: "b"})
     assert not any("the label map" in w for w in r.warnings)
 
 
@@ -227,9 +228,9 @@ def test_box_only_detections_for_segm_warn(tmp_path):
     gt = dataset(1, [gt_ann(1, 1, 1, square(10, 10))], cats=("a",))
     d = det(1, 1, square(10, 10), 0.9)
     del d["segmentation"]
-    r = ev.evaluate_files(write(tmp_path, "gt.json", gt), write(tmp_path, "dt.json", [d]))
+    r = scoring.evaluate_files(write(tmp_path, "gt.json", gt), write(tmp_path, "dt.json", [d]))
     assert any("have only a 'bbox'" in w and "--iou-type bbox" in w for w in r.warnings)
-    r = ev.evaluate_files(tmp_path / "gt.json", tmp_path / "dt.json", ("bbox",))
+    r = scoring.evaluate_files(tmp_path / "gt.json", tmp_path / "dt.json", ("bbox",))
     assert not any("only a 'bbox'" in w for w in r.warnings)
 
 
@@ -238,13 +239,13 @@ def test_mask_at_wrong_resolution_is_an_error_naming_the_detection(tmp_path):
     d = det(1, 1, square(10, 10, h=50, w=50), 0.9)
     gt_p, dt_p = write(tmp_path, "gt.json", gt), write(tmp_path, "dt.json", [d])
     with pytest.raises(UserError, match=r"\[0\] image 1: RLE 50x50 vs image 100x100"):
-        ev.evaluate_files(gt_p, dt_p)
+        scoring.evaluate_files(gt_p, dt_p)
     # boxes alone do not use the mask
-    assert ev.evaluate_files(gt_p, dt_p, ("bbox",)).metrics["bbox"]["AP"] > 0.999
+    assert scoring.evaluate_files(gt_p, dt_p, ("bbox",)).metrics["bbox"]["AP"] > 0.999
 
 
 @pytest.mark.parametrize("gt_text, dt_text, match", [
-    ("{not json", "[]", r"gt\.json' is not valid JSON \(line 1"),
+    ("{not json", "[]", r"gt\.json: not valid JSON \(.* at line 1"),
     ("[]", "[]", r"gt\.json' is a JSON list.*swap"),
     ('{"images": [], "annotations": []}', "[]", r"has no 'categories' list"),
     (None, '{"x": 1}', r"dt\.json' is a JSON dict"),
@@ -256,7 +257,7 @@ def test_malformed_input_is_a_user_error_naming_the_file(tmp_path, gt_text, dt_t
     (tmp_path / "gt.json").write_text(gt_text if gt_text is not None else json.dumps(good))
     (tmp_path / "dt.json").write_text(dt_text)
     with pytest.raises(UserError, match=match):
-        ev.evaluate_files(tmp_path / "gt.json", tmp_path / "dt.json")
+        scoring.evaluate_files(tmp_path / "gt.json", tmp_path / "dt.json")
 
 
 def run_cli(*args, timeout=600):
@@ -272,9 +273,9 @@ def test_cli_scores_files_and_writes_metrics(tmp_path, mixed_case):
     assert p.returncode == 0, p.stderr
     m = json.loads(out.read_text())
     assert set(m) >= {"segm", "bbox", "warnings", "backend"}
-    assert set(m["segm"]) == set(ev.STAT_KEYS) | {"per_class"}
+    assert set(m["segm"]) == set(scoring.STAT_KEYS) | {"per_class"}
     assert m["backend"].startswith("faster-coco-eval")
-    assert m["segm"]["AP"] == ev.evaluate_files(gt_p, dt_p).metrics["segm"]["AP"]
+    assert m["segm"]["AP"] == scoring.evaluate_files(gt_p, dt_p).metrics["segm"]["AP"]
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.400" \
         in p.stdout
     assert p.stdout.strip().splitlines()[-1].startswith("scored 5 detections on 4 images")
@@ -297,6 +298,28 @@ def test_cli_bad_file_exits_2_without_traceback(tmp_path):
     assert p.stderr.startswith("error: ") and "gt.json" in p.stderr
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_cli_reads_files_with_a_utf8_byte_order_mark(tmp_path, mixed_case):
+    """Windows tools write a BOM; `convert` accepts such a file, so `evaluate.py --gt` must
+    too, with the same numbers."""
+    gt, dets = copy.deepcopy(mixed_case)
+    metrics = {}
+    for encoding in ("utf-8", "utf-8-sig"):
+        folder = tmp_path / encoding
+        folder.mkdir()
+        (folder / "gt.json").write_text(json.dumps(gt), encoding=encoding)
+        (folder / "dt.json").write_text(json.dumps(dets), encoding=encoding)
+        p = run_cli("--gt", folder / "gt.json", "--detections", folder / "dt.json",
+                    "--out", folder / "m.json")
+        assert p.returncode == 0, p.stderr
+        metrics[encoding] = json.loads((folder / "m.json").read_text())
+    assert (tmp_path / "utf-8-sig" / "gt.json").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert (tmp_path / "utf-8-sig" / "dt.json").read_bytes().startswith(b"\xef\xbb\xbf")
+    plain, bom = metrics["utf-8"], metrics["utf-8-sig"]
+    for key in ("segm", "bbox", "counts", "warnings"):
+        assert bom[key] == plain[key], key
+    assert plain["segm"]["AP"] == pytest.approx(0.4, abs=1e-12)  # the file was really scored
 
 
 def test_cli_gt_path_imports_no_tensorflow(tmp_path, mixed_case):
@@ -329,7 +352,8 @@ def test_cli_ctrl_c_exits_130_in_one_line_and_writes_nothing(tmp_path):
     dt_p = write(tmp_path, "dt.json", dets)
     out = tmp_path / "m.json"
     code = ("import _thread, sys, threading, evaluate\n"
-            "import modeling.evaluation\n"  # imports done: the interrupt lands in the work
+            # imports done, so the interrupt lands in the work
+            "import maskrcnn_toolkit.modeling.eval_outputs, maskrcnn_toolkit.modeling.scoring\n"
             "threading.Timer(0.3, _thread.interrupt_main).start()\n"
             "sys.exit(evaluate.main(sys.argv[1:]))\n")
     p = subprocess.run([sys.executable, "-c", code, "--gt", str(gt_p), "--detections",
@@ -345,16 +369,16 @@ def test_model_outputs_replace_old_images_and_survive_a_failure(tmp_path):
     out = tmp_path / "eval"
     (out / "images").mkdir(parents=True)
     (out / "images" / "99.png").write_bytes(b"stale")
-    report = ev.EvalReport({}, [], "x", {})
+    report = scoring.EvalReport({}, [], "x", {})
     picture = np.zeros((4, 4, 3), np.uint8)
-    ev._write_outputs(out, "[]", report, [(1, picture), (2, picture)])
+    write_outputs(out, "[]", report, [(1, picture), (2, picture)])
     assert sorted(p.name for p in (out / "images").iterdir()) == ["1.png", "2.png"]
     assert json.loads((out / "detections.json").read_text()) == []
     assert json.loads((out / "metrics.json").read_text())["backend"] == "x"
     # A picture that cannot be saved (PIL refuses float64 RGB) fails the whole write: the
     # previous outputs stay as they were and no temporary is left behind.
     with pytest.raises(TypeError):
-        ev._write_outputs(out, "[1]", ev.EvalReport({}, [], "y", {}),
+        write_outputs(out, "[1]", scoring.EvalReport({}, [], "y", {}),
                           [(3, picture), (4, np.zeros((4, 4, 3)))])
     assert sorted(p.name for p in (out / "images").iterdir()) == ["1.png", "2.png"]
     assert (out / "detections.json").read_text() == "[]"
@@ -374,12 +398,12 @@ def test_export_made_with_other_classes_is_refused(tmp_path):
     write_label_map(export / "label_map.pbtxt", LabelMap.from_names(["bolt", "nut"]))
     with pytest.raises(UserError, match=r"other classes.*export[/\\]label_map\.pbtxt.*"
                        r"\{1: 'bolt', 2: 'nut'\}.*\{1: 'box', 2: 'disc'\}"):
-        ev.evaluate_model(config, model=export, show_progress=False)
+        evaluation.evaluate_model(config, model=export, show_progress=False)
     # metadata.json's classes are used when there is no label_map.pbtxt
     (export / "label_map.pbtxt").unlink()
     (export / "metadata.json").write_text(json.dumps({"classes": {"1": "disc", "2": "box"}}))
     with pytest.raises(UserError, match=r"metadata\.json' has \{1: 'disc', 2: 'box'\}"):
-        ev.evaluate_model(config, model=export, show_progress=False)
+        evaluation.evaluate_model(config, model=export, show_progress=False)
     assert not (tmp_path / "run" / "eval").exists()
 
 
@@ -405,10 +429,10 @@ def test_tiny_model_end_to_end_checkpoint_and_export_agree(tiny_run, tiny_export
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.strip().splitlines()[-1].startswith("scored ")
     m = json.loads((out / "metrics.json").read_text())
-    assert "bbox" not in m and set(ev.STAT_KEYS) <= set(m["segm"])  # --iou-type honoured
+    assert "bbox" not in m and set(scoring.STAT_KEYS) <= set(m["segm"])  # --iou-type honoured
     assert m["source"].startswith(f"export {tiny_export}")
     meta = json.loads((Path(tiny_export) / "metadata.json").read_text())
-    assert m["step"] == ev._checkpoint_step(meta["checkpoint"]) > 0
+    assert m["step"] == evaluation._checkpoint_step(meta["checkpoint"]) > 0
     exported = json.loads((out / "detections.json").read_text())
     gt = json.loads((Path(tiny_run.data_dir) / "val_annotations.json").read_text())
     sizes = {im["id"]: [im["height"], im["width"]] for im in gt["images"]}
@@ -420,7 +444,7 @@ def test_tiny_model_end_to_end_checkpoint_and_export_agree(tiny_run, tiny_export
     assert not list(out.glob("events.out.tfevents.*"))
     assert set(scalars.glob("events.out.tfevents.*")) - events_before
 
-    rep, _ = ev.evaluate_model(config, max_images=4, out=tmp_path / "eval_ckpt",
+    rep, _ = evaluation.evaluate_model(config, max_images=4, out=tmp_path / "eval_ckpt",
                                show_progress=False,
                                pre_nms_score_threshold=TINY_SCORE_THRESHOLD)
     assert rep.extras["source"].startswith("checkpoint ")
