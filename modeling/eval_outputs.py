@@ -21,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from maskrcnn_toolkit.core.atomic import TMP_MARK, atomic_write, discard, temp_path_for
+from maskrcnn_toolkit.core.atomic import (
+    TMP_MARK,
+    atomic_write,
+    discard,
+    make_temp_dir,
+    temp_path_for,
+)
 from maskrcnn_toolkit.modeling.scoring import STAT_KEYS, EvalReport
 
 VISUAL_THRESHOLD = 0.5  # what the side-by-side images show; scoring uses every detection
@@ -83,7 +89,7 @@ def write_outputs(out_dir: Path, results_text: str, report: EvalReport,
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp_results = temp_path_for(out_dir / "detections.json")
     tmp_metrics = temp_path_for(out_dir / "metrics.json")
-    tmp_images = Path(tempfile.mkdtemp(prefix=f".images{TMP_MARK}", dir=out_dir))
+    tmp_images = make_temp_dir(out_dir / "images")
     old_images = None
     try:
         tmp_results.write_text(results_text)
