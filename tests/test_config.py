@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from maskrcnn_toolkit.core.errors import UserError
-from maskrcnn_toolkit.modeling.config import PRESETS, load_run, read_user_config
+from maskrcnn_toolkit.modeling.config import load_run, read_user_config
+from maskrcnn_toolkit.modeling.presets import PRESETS
 from tests.fixtures.model import make_tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -336,7 +337,7 @@ def test_pipeline_yaml_registry_checkpoint_before_and_after_download(tmp_path, d
 
 
 def test_mixed_precision_is_what_runs(tmp_path, data):
-    from maskrcnn_toolkit.modeling.config import gpu_available
+    from maskrcnn_toolkit.modeling.experiment import gpu_available
     run = load_run(write(tmp_path, base(data, "runtime:\n  mixed_precision: true\n")))
     want = "float16" if gpu_available() else "float32"
     assert run.experiment.runtime.mixed_precision_dtype == want
@@ -370,7 +371,7 @@ def test_adam_optimizer_reaches_model_garden_and_od_api(tmp_path, data):
     oc = run.experiment.trainer.optimizer_config
     assert oc.optimizer.type == "adam" and oc.optimizer.adam.global_clipnorm == 10.0
     # Adam's default rate does not scale with the batch size (SGD's does).
-    from maskrcnn_toolkit.modeling.config import ADAM_LEARNING_RATE
+    from maskrcnn_toolkit.modeling.experiment import ADAM_LEARNING_RATE
     assert oc.learning_rate.cosine.initial_learning_rate == ADAM_LEARNING_RATE
     assert run.resolved_user_dict()["train"]["optimizer"] == "adam"
     opt = parse_text_proto(run.pipeline_config())["train_config"]["optimizer"]
