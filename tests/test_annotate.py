@@ -3,7 +3,6 @@ Ctrl-C leaves nothing behind. The model is the OD API-format SavedModel of test_
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -158,7 +157,7 @@ def test_bad_inputs_exit_2(od_model, photos, tmp_path, capsys, case, match):
         Image.fromarray(clip_frame(1)).save(photos / "a.gif")
         Image.fromarray(clip_frame(1)).save(photos / "a.gif.png")
     elif case == "mpeg4_odd_size":
-        from maskrcnn_toolkit.inference.video import write_video
+        from maskrcnn_toolkit.inference import write_video
         write_video([clip_frame(0, w=W + 1)], tmp_path / "odd.mkv", fps=5)
         src, out, extra = str(tmp_path / "odd.mkv"), str(tmp_path / "o.avi"), [
             "--codec", "mpeg4"]
@@ -190,9 +189,9 @@ def test_sigint_leaves_no_output(od_model, tmp_path):
     """Ctrl-C on the real CLI: exit 130, no video, no JSONL, no temporaries."""
     clip = make_clip(tmp_path / "clip.mp4", n=1000, audio=True)  # long enough to interrupt
     out = tmp_path / "out.mp4"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # The child imports maskrcnn_toolkit as this process does (the environment is inherited).
     proc = subprocess.Popen([sys.executable, str(ROOT / "annotate.py"), str(od_model),
-                             str(clip), "--out", str(out), "--quiet"], cwd=tmp_path, env=env,
+                             str(clip), "--out", str(out), "--quiet"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
