@@ -25,6 +25,7 @@ from maskrcnn_toolkit.core.atomic import (
     commit,
     discard,
     refuse_existing,
+    remove_stale_temporaries,
     temp_path_for,
 )
 from maskrcnn_toolkit.core.errors import UserError
@@ -91,7 +92,9 @@ def annotate_video(predictor, src: str | os.PathLike, out: str | os.PathLike, *,
          "masks": [{"size": [H, W], "counts": "..."}, ...]}
 
     COCO results use ``image_id = frame_index``. All outputs are written to temporaries
-    next to them and renamed at the end: an exception or Ctrl-C leaves none of them. When
+    next to them and renamed at the end: an exception or Ctrl-C leaves none of them, and
+    the temporaries of these outputs that a killed run (SIGKILL: no cleanup) left behind are
+    removed once the checks have passed, before anything is written. When
     the input fails to decode part-way, what was processed is kept under ``*.partial.*``
     names and the summary carries the error (exit code 3).
     """
@@ -113,6 +116,8 @@ def annotate_video(predictor, src: str | os.PathLike, out: str | os.PathLike, *,
         info = reader.info
         pixel_format(encoder_name(codec), *info.display_size,
                      f"video {str(src)!r} is, as displayed,")
+        for p in targets:  # a run killed with SIGKILL left its temporaries behind
+            remove_stale_temporaries(p)
         tmps = [temp_path_for(p) for p in targets]
         writer = None
         try:
