@@ -78,45 +78,52 @@ def main(argv=None) -> int:
 
 
 def _annotate(args: argparse.Namespace) -> int:
-    from maskrcnn_toolkit.inference import video
-    from maskrcnn_toolkit.inference.predictor import Predictor
+    from maskrcnn_toolkit.inference import (
+        Predictor,
+        VideoReader,
+        annotate_images,
+        annotate_video,
+        find_images,
+        parse_position,
+    )
+    from maskrcnn_toolkit.inference.video_reader import VIDEO_SUFFIXES, is_video
+    from maskrcnn_toolkit.inference.video_writer import encoder_name, pixel_format
 
-    is_video = video.is_video(args.input) and not Path(args.input).is_dir()
-    if not is_video:
+    video_input = is_video(args.input) and not Path(args.input).is_dir()
+    if not video_input:
         given = ["--" + o.replace("_", "-") for o in VIDEO_ONLY
                  if getattr(args, o) not in (None, False)]
         if given:
             raise UserError(f"{', '.join(given)} apply to videos only; {args.input!r} is "
-                            f"not a video ({', '.join(video.VIDEO_SUFFIXES)}); drop "
+                            f"not a video ({', '.join(VIDEO_SUFFIXES)}); drop "
                             f"{'them' if len(given) > 1 else 'it'} for images")
     every = 1 if args.every is None else args.every
     if args.batch_size < 1 or every < 1:
         raise UserError(f"--batch-size ({args.batch_size}) and --every ({every}) "
                         f"must be at least 1")
-    if not is_video:
-        paths = video.find_images(args.input)  # checks the input before loading a model
+    if not video_input:
+        paths = find_images(args.input)  # checks the input before loading a model
     else:
-        start = video.parse_position(args.start, "--start") if args.start else None
-        end = video.parse_position(args.end, "--end") if args.end else None
+        start = parse_position(args.start, "--start") if args.start else None
+        end = parse_position(args.end, "--end") if args.end else None
         # A bad video, codec or size fails before the model loads.
-        codec = video.encoder_name(args.codec or "h264")
-        with video.VideoReader(args.input) as reader:
-            video.pixel_format(codec, *reader.info.display_size,
-                               f"video {args.input!r} is, as displayed,")
+        codec = encoder_name(args.codec or "h264")
+        with VideoReader(args.input) as reader:
+            pixel_format(codec, *reader.info.display_size,
+                         f"video {args.input!r} is, as displayed,")
     predictor = Predictor(args.model, label_map=args.label_map,
                           score_threshold=args.score_threshold,
                           classes=_classes(args.classes))
-    if is_video:
-        summary = video.annotate_video(
+    if video_input:
+        summary = annotate_video(
             predictor, args.input, args.out, coco_results=args.coco_results,
             batch_size=args.batch_size, every=every, fill=args.fill or "last",
             start=start, end=end, codec=args.codec or "h264", crf=args.crf,
             audio=not args.no_audio, overwrite=args.overwrite, progress=not args.quiet)
         print(summary.line("frames"))
     else:
-        summary = video.annotate_images(predictor, paths, args.out,
-                                        batch_size=args.batch_size,
-                                        overwrite=args.overwrite, progress=not args.quiet)
+        summary = annotate_images(predictor, paths, args.out, batch_size=args.batch_size,
+                                  overwrite=args.overwrite, progress=not args.quiet)
         print(summary.line("images"))
     return summary.exit_code
 

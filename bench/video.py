@@ -8,10 +8,10 @@ moving shapes + audio), with the same exported model, in one run:
 - limit:     the model alone on the same frames, already decoded, at the best batch size;
 - per-frame: what blog posts do (moviepy's ``fl_image``): decode one frame, call the model,
              draw, encode, append, in one thread, with PyAV;
-- annotate:  ``inference.video.annotate_video`` (what annotate.py runs), at the best batch
+- annotate:  ``inference.annotate_video`` (what annotate.py runs), at the best batch
              size, JSONL included.
 They run interleaved in rounds; each keeps its best round (the machine may be shared) and
-its CPU time per frame is reported too. Each row says whether issue #7's goals are met:
+its CPU time per frame is reported too. Each row says whether the goals are met:
 annotate >= 0.95x the limit's fps (on 2 CPU cores) and annotate >= the per-frame fps; it
 also gives the median of the per-round ratios annotate / limit (a second reading: on a
 shared machine one lucky round of the limit moves the best-of ratio by 10%).
@@ -22,7 +22,7 @@ RSS is sampled at every model call, and the growth is measured after warm-up (me
 tracing the model reach the process's peak before any frame is annotated, so a peak RSS
 alone cannot show a leak). Goal: the 10x clip
 grows <= 32 MB after warm-up (the trend line's rise: a leaked 640x480 frame every 10 frames
-would exceed it), and issue #7's own: peak RSS of the 10x clip within 20% of the short one's.
+would exceed it), and peak RSS of the 10x clip within 20% of the short one's.
 Prints tables, saves bench/results/video.json.
 """
 from __future__ import annotations
@@ -44,10 +44,17 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 
 from maskrcnn_toolkit.core.atomic import atomic_write  # noqa: E402
-from maskrcnn_toolkit.inference import video as V  # noqa: E402
+from maskrcnn_toolkit.inference import (  # noqa: E402
+    Position,
+    Predictor,
+    VideoReader,
+    annotate_video,
+    draw_detections,
+)
+from maskrcnn_toolkit.inference.video import jsonl_path_for  # noqa: E402
 
 VTEST = ROOT.parent / "shared" / "data" / "video_vtest" / "vtest.avi"
-GOAL_VS_LIMIT = 0.95   # issue #7: annotate.py >= 0.95x the model alone, on 2 CPU cores
+GOAL_VS_LIMIT = 0.95   # annotate.py >= 0.95x the model alone, on 2 CPU cores
 GOAL_GROWTH_MB = 32    # RSS growth after warm-up allowed over the 10x clip
 
 
@@ -89,7 +96,7 @@ def generated_clip(path: Path, frames: int, size=(480, 640), fps: int = 10) -> P
 
 
 def decoded(path: Path, n: int) -> list[np.ndarray]:
-    with V.VideoReader(path) as r:
+    with VideoReader(path) as r:
         return [f.image for f, _ in zip(r.frames(), range(n))]
 
 
@@ -112,7 +119,7 @@ def per_frame(predictor, src: Path, out: Path, n: int) -> float:
         count = 0
         for f in inp.decode(vs):
             img = f.to_ndarray(format="rgb24")
-            img = V.draw_detections(img, predictor(img))
+            img = draw_detections(img, predictor(img))
             o.mux(ov.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
             count += 1
             if count == n:
@@ -122,10 +129,10 @@ def per_frame(predictor, src: Path, out: Path, n: int) -> float:
 
 
 def pipeline(predictor, src: Path, out: Path, n: int, batch_size: int) -> float:
-    for p in (out, V.jsonl_path_for(out)):
+    for p in (out, jsonl_path_for(out)):
         p.unlink(missing_ok=True)
-    s = V.annotate_video(predictor, src, out, end=V.Position(n, "f"), batch_size=batch_size,
-                         progress=False)
+    s = annotate_video(predictor, src, out, end=Position(n, "f"), batch_size=batch_size,
+                       progress=False)
     assert s.frames == n, s.line()
     return s.fps
 
@@ -151,11 +158,10 @@ class RssSampling:
 
 
 def rss_child(args) -> None:
-    from maskrcnn_toolkit.inference.predictor import Predictor
     predictor = RssSampling(Predictor(args.model, score_threshold=args.score_threshold))
     out = Path(args.rss_child[1])
-    s = V.annotate_video(predictor, args.rss_child[0], out, batch_size=args.batch_size,
-                         progress=False)
+    s = annotate_video(predictor, args.rss_child[0], out, batch_size=args.batch_size,
+                       progress=False)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"frames": s.frames, "fps": s.fps, "peak_rss_mb": peak_kb / 1024,
                       **rss_growth(predictor.samples, args.rss_warmup),
@@ -211,7 +217,6 @@ def main() -> None:
     if args.rss_child:
         return rss_child(args)
 
-    from maskrcnn_toolkit.inference.predictor import Predictor
     predictor = Predictor(args.model, score_threshold=args.score_threshold)
     tmp = Path(tempfile.mkdtemp(prefix="bench_video_"))
     clips = []
@@ -306,7 +311,7 @@ def main() -> None:
               f"{r['rss_end_mb']:.0f} | {r['growth_after_warmup_mb']:+.1f} |")
     ratio = rss[1]["peak_rss_mb"] / rss[0]["peak_rss_mb"]
     leak_ok = rss[1]["growth_after_warmup_mb"] <= GOAL_GROWTH_MB
-    peak_ok = ratio <= 1.2  # issue #7: "a 10x longer clip, same peak RSS within 20%"
+    peak_ok = ratio <= 1.2  # the goal: a 10x longer clip, same peak RSS within 20%
     print(f"RSS growth after warm-up over the 10x clip: "
           f"{rss[1]['growth_after_warmup_mb']:+.1f} MB (goal <= {GOAL_GROWTH_MB} MB): "
           f"{met(leak_ok)}; peak RSS ratio 10x / 1x: {ratio:.3f} (goal <= 1.2): "

@@ -48,7 +48,7 @@ from maskrcnn_toolkit.core.detections import Detections
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.label_map import LabelMap, read_label_map
 from maskrcnn_toolkit.core.masks import paste_box_masks
-from maskrcnn_toolkit.inference.images import check_image, load_image  # noqa: F401  (re-exported)
+from maskrcnn_toolkit.inference.images import check_image
 
 OD_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 EXPECTED = ("an export folder from export.py (saved_model/ + metadata.json), a SavedModel "
@@ -87,7 +87,8 @@ class _ExportBackend:
     ``box_masks_fn`` (the ``image_tensor_box_masks`` signature; exports written before it
     existed lack it) returns the masks box-relative, so only the rows the Predictor keeps
     get pasted, in numpy: at 640x480, the in-graph paste of all 100 rows and its 30 MB
-    output cost half the network's time (issue 6). Otherwise ``fn`` (``image_tensor``).
+    output cost half the network's time (docs/DESIGN_NOTES.md, Export and inference).
+    Otherwise ``fn`` (``image_tensor``).
     """
 
     def __init__(self, fn: Callable, max_batch: int | None = None,

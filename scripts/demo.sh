@@ -33,11 +33,11 @@ step "6/6 annotate a synthetic conveyor video with the exported model"
 $PY -c "
 import sys
 from maskrcnn_toolkit.dataset_tools.synthetic import conveyor_frames
-from maskrcnn_toolkit.inference.video import write_video
+from maskrcnn_toolkit.inference import write_video
 write_video(conveyor_frames(120, seed=1, size=(256, 256), fps=10), sys.argv[1], fps=10, overwrite=True)
 " "$OUT/conveyor.mp4"
 $PY annotate.py "$OUT/export" "$OUT/conveyor.mp4" --out "$OUT/conveyor_annotated.mp4" --overwrite
-$PY -c "import sys; from maskrcnn_toolkit.inference.video import save_frame; save_frame(sys.argv[1], 60, sys.argv[2], overwrite=True)" \
+$PY -c "import sys; from maskrcnn_toolkit.inference import save_frame; save_frame(sys.argv[1], 60, sys.argv[2], overwrite=True)" \
   "$OUT/conveyor_annotated.mp4" "$OUT/demo_frame.png"
 
 printf '\ndemo done in %ds: data %s/data, run %s/run, metrics %s/run/eval/metrics.json, export %s/export, video %s/conveyor_annotated.mp4 (a frame: %s/demo_frame.png)\n' \

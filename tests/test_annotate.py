@@ -1,9 +1,9 @@
 """annotate.py: images, folders, globs and videos through the CLI; clean errors (exit 2);
-Ctrl-C leaves nothing behind. The model is the OD API-format SavedModel of test_video."""
+Ctrl-C leaves nothing behind, and a re-run cleans up after a killed one. The model is the
+OD API-format SavedModel of test_video."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -118,6 +118,38 @@ def test_truncated_video_exit_code_3(od_model, tmp_path, capsys):
     assert (tmp_path / "out.partial.mp4").exists() and not out.exists()
 
 
+def test_rerun_removes_temporaries_of_a_killed_run(od_model, photos, tmp_path):
+    """A run killed with SIGKILL (no cleanup) leaves ``.OUT.tmp-*`` temporaries beside its
+    outputs; the next run removes those of its own outputs, and only those."""
+    clip = make_clip(tmp_path / "clip.mp4", n=4)
+    stale = [".out.mp4.tmp-xyz.mp4", ".out.mp4.tmp-xyz", ".out.jsonl.tmp-abc.jsonl",
+             ".coco.json.tmp-def.json"]
+    others = [".other.mp4.tmp-xyz.mp4", ".other.jsonl.tmp-abc.jsonl", ".out.mkv.tmp-ghi.mkv"]
+    for name in stale + others:
+        (tmp_path / name).write_bytes(b"half-written")
+    out = tmp_path / "out.mp4"
+    assert annotate.main([str(od_model), str(clip), "--out", str(out), "--quiet",
+                          "--coco-results", str(tmp_path / "coco.json")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["clip.mp4", "out.mp4", "out.jsonl", "coco.json", "photos"] + others)
+    frames, _, kinds = decode_all(out)
+    assert len(frames) == 4 and kinds == ["video", "audio"]
+    assert [ln["frame_index"] for ln in read_jsonl(tmp_path / "out.jsonl")] == [0, 1, 2, 3]
+    assert [d["image_id"] for d in json.loads((tmp_path / "coco.json").read_text())] == [
+        0, 1, 2, 3]
+
+    # Images: the output folder's temporary folder, left by a killed run.
+    (tmp_path / ".annotated.tmp-abc").mkdir()
+    (tmp_path / ".annotated.tmp-abc" / "a.jpg").write_bytes(b"half-written")
+    (tmp_path / ".annotated2.tmp-abc").mkdir()
+    assert annotate.main([str(od_model), str(photos), "--out", str(tmp_path / "annotated"),
+                          "--quiet"]) == 0
+    assert ".annotated.tmp-abc" not in {p.name for p in tmp_path.iterdir()}
+    assert (tmp_path / ".annotated2.tmp-abc").is_dir()
+    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == [
+        "a.jpg", "b.png", "c.png", "detections.json", "images.json"]
+
+
 @pytest.mark.parametrize("case,match", [
     ("missing_input", "does not exist"),
     ("not_a_model", "is not a model folder"),
@@ -158,7 +190,7 @@ def test_bad_inputs_exit_2(od_model, photos, tmp_path, capsys, case, match):
         Image.fromarray(clip_frame(1)).save(photos / "a.gif")
         Image.fromarray(clip_frame(1)).save(photos / "a.gif.png")
     elif case == "mpeg4_odd_size":
-        from maskrcnn_toolkit.inference.video import write_video
+        from maskrcnn_toolkit.inference import write_video
         write_video([clip_frame(0, w=W + 1)], tmp_path / "odd.mkv", fps=5)
         src, out, extra = str(tmp_path / "odd.mkv"), str(tmp_path / "o.avi"), [
             "--codec", "mpeg4"]
@@ -190,9 +222,9 @@ def test_sigint_leaves_no_output(od_model, tmp_path):
     """Ctrl-C on the real CLI: exit 130, no video, no JSONL, no temporaries."""
     clip = make_clip(tmp_path / "clip.mp4", n=1000, audio=True)  # long enough to interrupt
     out = tmp_path / "out.mp4"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # The child imports maskrcnn_toolkit as this process does (the environment is inherited).
     proc = subprocess.Popen([sys.executable, str(ROOT / "annotate.py"), str(od_model),
-                             str(clip), "--out", str(out), "--quiet"], cwd=tmp_path, env=env,
+                             str(clip), "--out", str(out), "--quiet"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60

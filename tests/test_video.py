@@ -1,4 +1,5 @@
-"""inference/video.py: decode ▸ batched predict ▸ draw ▸ encode, through a real tiny model.
+"""inference's video path: read (video_reader) ▸ batched predict ▸ draw (frames) ▸ encode
+(video_writer), and annotate_video, through a real tiny model.
 
 The model is a real SavedModel in the TF Object Detection API's output format (written
 here with tf.Module, loaded by inference.Predictor like any OD API export): it puts one
@@ -19,7 +20,17 @@ import pytest
 
 from maskrcnn_toolkit.core.detections import Detections
 from maskrcnn_toolkit.core.errors import UserError
-from maskrcnn_toolkit.inference import video as V
+from maskrcnn_toolkit.inference import (
+    Predictor,
+    VideoDecodeError,
+    VideoReader,
+    VideoWriter,
+    annotate_frames,
+    annotate_video,
+    parse_position,
+    save_frame,
+    write_video,
+)
 
 W, H, FPS, N = 96, 64, 10, 12
 SQ = 16  # side of the bright square
@@ -125,7 +136,6 @@ def od_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def predictor(od_model):
-    from maskrcnn_toolkit.inference.predictor import Predictor
     return Predictor(od_model, score_threshold=0.1)
 
 
@@ -158,8 +168,8 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_video_end_to_end(predictor, clip, tmp_path):
     out = tmp_path / "out.mp4"
-    s = V.annotate_video(predictor, clip, out, coco_results=tmp_path / "coco.json",
-                         batch_size=4, progress=False)
+    s = annotate_video(predictor, clip, out, coco_results=tmp_path / "coco.json",
+                       batch_size=4, progress=False)
     assert s.exit_code == 0 and s.frames == N and s.processed == N
     assert s.outputs == [out, tmp_path / "out.jsonl", tmp_path / "coco.json"]
     frames, fps, kinds = decode_all(out)
@@ -190,7 +200,7 @@ def test_video_end_to_end(predictor, clip, tmp_path):
 
 def test_serialized_records_match_detections(predictor):
     frames = [clip_frame(i) for i in range(3)]
-    out = list(V.annotate_frames(predictor, frames, serialize=True))
+    out = list(annotate_frames(predictor, frames, serialize=True))
     for a in out:
         assert json.loads(a.json_line) == json.loads(json.dumps(
             {"frame_index": a.index, "time": None, **a.detections.to_json()}))
@@ -210,8 +220,8 @@ def test_coco_and_jsonl_share_one_conversion():
     def fixed(image):  # a predictor is any callable on one image
         return det
 
-    (a,) = V.annotate_frames(fixed, [np.zeros((h, w, 3), np.uint8)], serialize=True,
-                             coco_json=True)
+    (a,) = annotate_frames(fixed, [np.zeros((h, w, 3), np.uint8)], serialize=True,
+                           coco_json=True)
     assert a.coco == det.to_coco(0)
     assert a.coco[0]["bbox"] == [0.0, 0.0, 10.0, 10.0]
     assert [json.loads(t) for t in a.coco_json] == a.coco
@@ -224,8 +234,8 @@ def test_coco_and_jsonl_share_one_conversion():
 
 def test_every_n_and_fill(predictor):
     frames = [clip_frame(i) for i in range(7)]
-    last = list(V.annotate_frames(predictor, frames, batch_size=2, every=3, fill="last"))
-    none = list(V.annotate_frames(predictor, frames, batch_size=2, every=3, fill="none"))
+    last = list(annotate_frames(predictor, frames, batch_size=2, every=3, fill="last"))
+    none = list(annotate_frames(predictor, frames, batch_size=2, every=3, fill="none"))
     assert [a.index for a in last] == list(range(7))
     assert [a.processed for a in last] == [i % 3 == 0 for i in range(7)]
     assert [a.detections is None for a in last] == [i % 3 != 0 for i in range(7)]
@@ -243,8 +253,8 @@ def test_every_n_and_fill(predictor):
 
 def test_start_end_seconds_and_frames(predictor, clip, tmp_path):
     out = tmp_path / "cut.mp4"
-    s = V.annotate_video(predictor, clip, out, start=V.parse_position("0.3"),
-                         end=V.parse_position("9f"), progress=False)
+    s = annotate_video(predictor, clip, out, start=parse_position("0.3"),
+                       end=parse_position("9f"), progress=False)
     assert s.frames == 6
     lines = read_jsonl(tmp_path / "cut.jsonl")
     assert [ln["frame_index"] for ln in lines] == [3, 4, 5, 6, 7, 8]
@@ -253,22 +263,22 @@ def test_start_end_seconds_and_frames(predictor, clip, tmp_path):
     assert len(frames) == 6 and frames[0][0] == pytest.approx(0.0) and kinds[1] == "audio"
     assert len(audio_packets(out)) < len(audio_packets(clip))
     with pytest.raises(UserError, match="no frame in the range"):
-        V.annotate_video(predictor, clip, tmp_path / "none.mp4", start=V.parse_position("50f"),
-                         progress=False)
+        annotate_video(predictor, clip, tmp_path / "none.mp4", start=parse_position("50f"),
+                       progress=False)
     assert not (tmp_path / "none.mp4").exists() and leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize("text,expected", [("2.5", (2.5, "s")), ("3s", (3.0, "s")),
                                            ("75f", (75.0, "f"))])
 def test_parse_position(text, expected):
-    p = V.parse_position(text)
+    p = parse_position(text)
     assert (p.value, p.unit) == expected
 
 
 @pytest.mark.parametrize("text", ["-1", "abc", "1.5f", ""])
 def test_parse_position_rejects(text):
     with pytest.raises(UserError, match="--start"):
-        V.parse_position(text)
+        parse_position(text)
 
 
 def test_interrupt_in_frame_source_leaves_nothing(predictor, clip, tmp_path):
@@ -280,7 +290,7 @@ def test_interrupt_in_frame_source_leaves_nothing(predictor, clip, tmp_path):
 
     seen = []
     with pytest.raises(KeyboardInterrupt):
-        for a in V.annotate_frames(predictor, frames(), batch_size=2):
+        for a in annotate_frames(predictor, frames(), batch_size=2):
             seen.append(a.index)
     assert seen == [0, 1, 2, 3][:len(seen)]  # in order; nothing after the interrupt
 
@@ -298,8 +308,8 @@ def test_interrupt_in_frame_source_leaves_nothing(predictor, clip, tmp_path):
 
     out = tmp_path / "out.mp4"
     with pytest.raises(KeyboardInterrupt):
-        V.annotate_video(Interrupting(), clip, out, coco_results=tmp_path / "c.json",
-                         batch_size=2, progress=False)
+        annotate_video(Interrupting(), clip, out, coco_results=tmp_path / "c.json",
+                       batch_size=2, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
 
@@ -309,7 +319,7 @@ def test_truncated_input_keeps_partial_outputs(predictor, tmp_path):
     bad = tmp_path / "cut.avi"
     bad.write_bytes(data[:len(data) // 2])
     out = tmp_path / "out.mp4"
-    s = V.annotate_video(predictor, bad, out, progress=False)
+    s = annotate_video(predictor, bad, out, progress=False)
     assert s.exit_code == 3 and "declares 40 frames" in s.error
     k = s.frames
     assert 0 < k < 40 and f"at frame {k}" in s.error
@@ -320,12 +330,12 @@ def test_truncated_input_keeps_partial_outputs(predictor, tmp_path):
     assert "INCOMPLETE" in s.line()
     # A partial output is not overwritten silently; a complete rerun replaces it.
     with pytest.raises(UserError, match="partial output"):
-        V.annotate_video(predictor, bad, out, progress=False)
-    assert V.annotate_video(predictor, src, out, overwrite=True, progress=False).frames == 40
+        annotate_video(predictor, bad, out, progress=False)
+    assert annotate_video(predictor, src, out, overwrite=True, progress=False).frames == 40
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.avi", "long.avi", "out.jsonl",
                                                           "out.mp4"]
     # Reading reports the same frame.
-    with V.VideoReader(bad) as r, pytest.raises(V.VideoDecodeError) as e:
+    with VideoReader(bad) as r, pytest.raises(VideoDecodeError) as e:
         for _ in r.frames():
             pass
     assert e.value.frame_index == k and e.value.declared == 40
@@ -337,9 +347,9 @@ def test_truncated_mkv_is_detected_by_its_duration(tmp_path):
     data = src.read_bytes()
     bad = tmp_path / "cut.mkv"
     bad.write_bytes(data[:len(data) // 2])
-    with V.VideoReader(src) as r:
+    with VideoReader(src) as r:
         assert sum(1 for _ in r.frames()) == 40  # the whole file passes the check
-    with V.VideoReader(bad) as r, pytest.raises(V.VideoDecodeError, match="4.0 s") as e:
+    with VideoReader(bad) as r, pytest.raises(VideoDecodeError, match="4.0 s") as e:
         sum(1 for _ in r.frames())
     assert 0 < e.value.frame_index < 40
 
@@ -365,7 +375,7 @@ def edit_list_mp4(src: Path, out: Path, skip: int) -> Path:
 def test_mp4_with_edit_list_is_not_truncated(tmp_path):
     src = make_clip(tmp_path / "src.mp4", n=30, audio=False)
     cut = edit_list_mp4(src, tmp_path / "cut.mp4", skip=8)
-    with V.VideoReader(cut) as r:
+    with VideoReader(cut) as r:
         # The container declares all 30 packets; 22 frames are shown, covering its 2.2 s.
         assert r.info.num_frames == 30 and r.info.duration_s == pytest.approx(2.2)
         frames = list(r.frames())
@@ -378,7 +388,7 @@ def test_partial_output_audio_ends_with_its_video(predictor, tmp_path):
     n = len(data)
     bad = tmp_path / "bad.mp4"  # the middle third zeroed: decoding fails there, audio goes on
     bad.write_bytes(data[:n // 3] + bytes(n // 3) + data[2 * n // 3:])
-    s = V.annotate_video(predictor, bad, tmp_path / "out.mp4", progress=False)
+    s = annotate_video(predictor, bad, tmp_path / "out.mp4", progress=False)
     assert s.exit_code == 3 and 0 < s.frames < 40
     partial = tmp_path / "out.partial.mp4"
     frames, _, kinds = decode_all(partial)
@@ -399,26 +409,26 @@ def test_unreadable_audio_source_is_an_error(tmp_path):
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"not a video" * 50)
     with pytest.raises(UserError, match="--no-audio"):
-        V.VideoWriter(tmp_path / "o.mp4", 10, audio_from=garbage)
+        VideoWriter(tmp_path / "o.mp4", 10, audio_from=garbage)
 
 
 def test_odd_size_per_codec(predictor, tmp_path):
     odd = [clip_frame(i, w=W + 1, h=H + 1) for i in range(3)]
     src = tmp_path / "odd.mkv"
-    assert V.write_video(odd, src, fps=FPS) == 3  # h264 keeps the odd size (4:4:4)
+    assert write_video(odd, src, fps=FPS) == 3  # h264 keeps the odd size (4:4:4)
     with pytest.raises(UserError, match=r"97x65.*mpeg4"):
-        V.annotate_video(predictor, src, tmp_path / "o.avi", codec="mpeg4", progress=False)
+        annotate_video(predictor, src, tmp_path / "o.avi", codec="mpeg4", progress=False)
     with pytest.raises(UserError, match=r"97x65.*mpeg4"):
-        V.write_video(odd, tmp_path / "w.avi", fps=FPS, codec="mpeg4")
+        write_video(odd, tmp_path / "w.avi", fps=FPS, codec="mpeg4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mkv"]
-    V.annotate_video(predictor, src, tmp_path / "o.avi", codec="mjpeg", progress=False)
+    annotate_video(predictor, src, tmp_path / "o.avi", codec="mjpeg", progress=False)
     frames, _, _ = decode_all(tmp_path / "o.avi")
     assert len(frames) == 3 and frames[0][1].shape == (H + 1, W + 1, 3)
 
 
 def test_rotation_metadata_is_applied(predictor, tmp_path):
     src = make_clip(tmp_path / "rot.mp4", n=3, rotation=90, audio=False)
-    with V.VideoReader(src) as r:
+    with VideoReader(src) as r:
         assert r.info.rotation == 90 and r.info.display_size == (W, H)
         first = next(r.frames()).image
     assert first.shape == (W, H, 3)
@@ -426,7 +436,7 @@ def test_rotation_metadata_is_applied(predictor, tmp_path):
     assert np.array_equal(first, np.rot90(clip_frame(0), 1)) or \
         np.abs(first.astype(int) - np.rot90(clip_frame(0), 1)).mean() < 3
     out = tmp_path / "out.mp4"
-    V.annotate_video(predictor, src, out, progress=False)
+    annotate_video(predictor, src, out, progress=False)
     frames, _, _ = decode_all(out)
     assert frames[0][1].shape == (W, H, 3)  # written upright, no rotation metadata
     with av.open(str(out)) as c:
@@ -439,7 +449,7 @@ def test_variable_frame_rate_keeps_timestamps(predictor, tmp_path):
     src = make_clip(tmp_path / "vfr.mkv", n=len(pts), fps=25, audio=False, pts=pts,
                     time_base=Fraction(1, 1000))
     out = tmp_path / "out.mp4"
-    V.annotate_video(predictor, src, out, progress=False)
+    annotate_video(predictor, src, out, progress=False)
     frames, _, _ = decode_all(out)
     assert [round(t, 3) for t, _ in frames] == [p / 1000 for p in pts]
     assert [ln["time"] for ln in read_jsonl(tmp_path / "out.jsonl")] == [p / 1000 for p in pts]
@@ -449,9 +459,9 @@ def test_existing_output_refused_unless_overwrite(predictor, clip, tmp_path):
     out = tmp_path / "out.mp4"
     out.write_bytes(b"old")
     with pytest.raises(UserError, match="--overwrite"):
-        V.annotate_video(predictor, clip, out, progress=False)
+        annotate_video(predictor, clip, out, progress=False)
     assert out.read_bytes() == b"old"
-    V.annotate_video(predictor, clip, out, overwrite=True, codec="mpeg4", progress=False)
+    annotate_video(predictor, clip, out, overwrite=True, codec="mpeg4", progress=False)
     assert len(decode_all(out)[0]) == N
 
 
@@ -462,7 +472,7 @@ def test_output_codecs(predictor, tmp_path, capfd, codec, suffix, name):
     src = make_clip(tmp_path / "c.mkv", n=4, audio=False)
     out = tmp_path / f"o{suffix}"
     capfd.readouterr()
-    V.annotate_video(predictor, src, out, codec=codec, progress=False)
+    annotate_video(predictor, src, out, codec=codec, progress=False)
     # Encoders stay quiet: x265 prints a banner and stats to stderr unless told not to.
     assert "x265 [" not in capfd.readouterr().err
     with av.open(str(out)) as c:
@@ -474,14 +484,14 @@ def test_bad_video_inputs(predictor, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video" * 50)
     with pytest.raises(UserError, match="cannot open video"):
-        V.VideoReader(broken)
+        VideoReader(broken)
     with pytest.raises(UserError, match="does not exist"):
-        V.VideoReader(tmp_path / "missing.mp4")
+        VideoReader(tmp_path / "missing.mp4")
     clip = make_clip(tmp_path / "c.mp4", n=2, audio=False)
     with pytest.raises(UserError, match="unknown video codec"):
-        V.annotate_video(predictor, clip, tmp_path / "o.mp4", codec="vp9000", progress=False)
+        annotate_video(predictor, clip, tmp_path / "o.mp4", codec="vp9000", progress=False)
     with pytest.raises(UserError, match="suffix"):
-        V.annotate_video(predictor, clip, tmp_path / "o.gif", progress=False)
+        annotate_video(predictor, clip, tmp_path / "o.gif", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mp4", "c.mp4"]
 
 
@@ -502,30 +512,30 @@ def test_audio_the_container_cannot_hold_is_refused(predictor, tmp_path):
     c.close()
     for out in ("o.avi", "o.mov"):
         with pytest.raises(UserError, match="--no-audio"):
-            V.annotate_video(predictor, src, tmp_path / out, progress=False)
-    V.annotate_video(predictor, src, tmp_path / "o.avi", audio=False, progress=False)
+            annotate_video(predictor, src, tmp_path / out, progress=False)
+    annotate_video(predictor, src, tmp_path / "o.avi", audio=False, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.avi", "o.jsonl", "opus.mkv"]
 
 
 def test_write_video_and_save_frame(tmp_path):
     frames = [clip_frame(i) for i in range(5)]
     out = tmp_path / "synth.mp4"
-    assert V.write_video(iter(frames), out, fps=5) == 5
+    assert write_video(iter(frames), out, fps=5) == 5
     got, fps, _ = decode_all(out)
     assert len(got) == 5 and fps == 5
     assert np.abs(got[2][1].astype(int) - frames[2]).mean() < 4
-    png = V.save_frame(out, 2, tmp_path / "f.png")
+    png = save_frame(out, 2, tmp_path / "f.png")
     from PIL import Image
     assert np.array_equal(np.asarray(Image.open(png)), got[2][1])
     with pytest.raises(UserError, match="--overwrite"):
-        V.write_video(frames, out, fps=5)
+        write_video(frames, out, fps=5)
 
     def failing():
         yield frames[0]
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        V.write_video(failing(), tmp_path / "x.mp4", fps=5)
+        write_video(failing(), tmp_path / "x.mp4", fps=5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "synth.mp4"]
 
 
@@ -533,10 +543,9 @@ def test_write_video_and_save_frame(tmp_path):
 def test_tiny_export_on_video(request, clip, tmp_path):
     """The real exported Mask R-CNN (engineer X's fixture) through the video pipeline."""
     export_dir = request.getfixturevalue("tiny_export")
-    from maskrcnn_toolkit.inference.predictor import Predictor
     pred = Predictor(export_dir, score_threshold=0.0)
     out = tmp_path / "out.mp4"
-    s = V.annotate_video(pred, clip, out, batch_size=2, progress=False)
+    s = annotate_video(pred, clip, out, batch_size=2, progress=False)
     assert s.frames == N
     frames, fps, kinds = decode_all(out)
     assert len(frames) == N and fps == FPS and "audio" in kinds
