@@ -67,7 +67,7 @@ def test_synth_and_convert_outputs_follow_the_umask(tmp_path, mask):
 
 
 def test_written_video_follows_the_umask(tmp_path, umask):
-    from maskrcnn_toolkit.inference.video import write_video
+    from maskrcnn_toolkit.inference import write_video
     frames = (np.full((32, 32, 3), i * 20, np.uint8) for i in range(4))
     write_video(frames, tmp_path / "v.mp4", fps=5)
     assert mode(tmp_path / "v.mp4") == 0o666 & ~umask
