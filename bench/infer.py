@@ -114,14 +114,14 @@ def main() -> int:
 
     from maskrcnn_toolkit.inference.predictor import Predictor
     from maskrcnn_toolkit.modeling.exporting import export_model
-    from maskrcnn_toolkit.modeling.model import build_model, restore
+    from maskrcnn_toolkit.modeling.model import build_model, find_checkpoint, restore
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_infer_"))
     run = make_run(args, tmp)
     model = build_model(run)
     weights = "random"
     if args.config:
-        weights = restore(model, args.checkpoint or run.run_dir)
+        weights = restore(model, find_checkpoint(run, args.checkpoint))
     out = tmp / "export"
     t = time.perf_counter()
     meta = export_model(model, run.experiment, run.label_map, out,

@@ -95,7 +95,7 @@ _SIMPLE_ESCAPES = {b"n": b"\n", b"t": b"\t", b"r": b"\r", b"a": b"\a", b"b": b"\
                    b"f": b"\f", b"v": b"\v"}
 
 
-def _unescape(body: str, path: str) -> str:
+def unescape_text_format(body: str, path: str) -> str:
     """Undo protobuf text-format escapes in a quoted string's body, keeping every other
     character as it is.
 
@@ -137,7 +137,7 @@ def _tokens(text: str, path: str):
         if punct:
             yield punct
         elif string:
-            yield ("str", _unescape(string[1:-1], path))
+            yield ("str", unescape_text_format(string[1:-1], path))
         elif word:
             yield word
 

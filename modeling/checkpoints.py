@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from maskrcnn_toolkit.core.atomic import atomic_write, discard
 from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.label_map import unescape_text_format
 
 CACHE_ENV = "MASKRCNN_TOOLKIT_CACHE"
 
@@ -89,18 +91,39 @@ def default_cache_dir() -> Path:
                                / "checkpoints"))
 
 
+def by_step(prefix: str | os.PathLike) -> tuple[int, str]:
+    """Sort key for checkpoint prefixes: ``ckpt-12`` after ``ckpt-4`` (a plain string sort
+    puts it first); names without a step first."""
+    tail = Path(prefix).name.rsplit("-", 1)[-1]
+    return (int(tail) if tail.isdigit() else -1, os.fspath(prefix))
+
+
+def _state_file_latest(folder: Path) -> Path | None:
+    """The ``model_checkpoint_path`` of a folder's ``checkpoint`` state file (the text proto
+    ``tf.train.CheckpointManager`` writes), when its ``.index`` exists; read without
+    TensorFlow, so the commands check checkpoints before paying for its import."""
+    try:
+        text = (folder / "checkpoint").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = re.search(r'^model_checkpoint_path:\s*"((?:[^"\\]|\\.)*)"', text, re.M)
+    if not m:
+        return None
+    prefix = folder / unescape_text_format(m.group(1), str(folder / "checkpoint"))
+    return prefix if Path(str(prefix) + ".index").is_file() else None
+
+
 def checkpoint_prefix(path: str | os.PathLike) -> Path | None:
     """The TF checkpoint prefix for a prefix (``run/ckpt-1000``), its ``.index`` file, or a
     folder (the latest checkpoint of its ``checkpoint`` state file, else the last ``*.index``
-    below it); None when there is none. The one prefix resolver: modeling/model.py uses it."""
-    import tensorflow as tf
+    below it, by step); None when there is none. The one prefix resolver (no TensorFlow)."""
     path = Path(path)
     if path.is_dir():
-        latest = tf.train.latest_checkpoint(str(path))
+        latest = _state_file_latest(path)
         if latest:
-            return Path(latest)
-        indexes = sorted(path.rglob("*.index"))
-        return indexes[-1].with_suffix("") if indexes else None
+            return latest
+        prefixes = sorted((p.with_suffix("") for p in path.rglob("*.index")), key=by_step)
+        return prefixes[-1] if prefixes else None
     if path.suffix == ".index" and path.is_file():
         return path.with_suffix("")
     if Path(str(path) + ".index").is_file():

@@ -129,7 +129,9 @@ def evaluate_model(config: str | os.PathLike, checkpoint: str | None = None,
     the checkpoint's step; for an export, the step of the checkpoint its metadata.json
     names, else 0). Nothing is written until everything is computed, then all outputs are
     renamed into place together: an interruption leaves the previous outputs. An existing
-    ``images/`` folder is replaced as a whole (no stale pictures). The model is asked
+    ``images/`` folder is replaced as a whole (no stale pictures). The default ``out`` is
+    replaced without ``overwrite`` (it is the run's own latest evaluation); a given ``out``
+    that holds outputs is refused unless ``overwrite``. The model is asked
     for every detection (score threshold 0), as COCO evaluation expects. ``num_visuals``
     (default: the config's ``eval.num_images_to_draw``, else 4) images are drawn.
     ``pre_nms_score_threshold`` overrides the checkpoint model's own (the config's); an
@@ -141,15 +143,24 @@ def evaluate_model(config: str | os.PathLike, checkpoint: str | None = None,
     from tqdm import tqdm
 
     from maskrcnn_toolkit.modeling.config import load_run
+    from maskrcnn_toolkit.modeling.model import find_checkpoint
     iou_types = check_iou_types(iou_types)
-    run = load_run(config)
+    # The cheap checks first, without TensorFlow: a mistake is answered at once.
+    run = load_run(config, experiment=False)
     if model is not None:
         if not Path(model).exists():
             raise UserError(f"model {os.fspath(model)!r} does not exist; give an export folder "
                             f"made by `python export.py`")
         check_export_label_map(model, run)
+    else:
+        # Resolved once, so the report names the checkpoint that was really evaluated.
+        checkpoint = find_checkpoint(run, checkpoint)
     gt_path = DatasetFolder(run.data_dir).ground_truth("val")
     out_dir = Path(out) if out is not None else Path(run.run_dir) / "eval"
+    # RUN_DIR/eval is the run's own latest evaluation: re-evaluating a run (after more
+    # training, another checkpoint) replaces it without a flag. An --out the user named
+    # is refused unless --overwrite.
+    overwrite = overwrite or out is None
     metrics_path, results_path = out_dir / "metrics.json", out_dir / "detections.json"
     refuse_existing(metrics_path, overwrite)
     refuse_existing(results_path, overwrite)
@@ -168,9 +179,7 @@ def evaluate_model(config: str | os.PathLike, checkpoint: str | None = None,
             source += f" (of checkpoint {meta['checkpoint']})"
     else:
         from maskrcnn_toolkit.modeling.exporting import load_detector
-        from maskrcnn_toolkit.modeling.model import find_checkpoint
-        # Resolve once, so the report names the checkpoint that was really evaluated.
-        checkpoint = find_checkpoint(checkpoint if checkpoint is not None else run.run_dir)
+        run = load_run(config)  # now with Model Garden's experiment, to build the model
         detector = load_detector(run, checkpoint, score_threshold=0.0,
                                  pre_nms_score_threshold=pre_nms_score_threshold)
         source, step = f"checkpoint {checkpoint}", _checkpoint_step(checkpoint)

@@ -436,10 +436,10 @@ def export_model(model, params, label_map: LabelMap, out_dir: str | os.PathLike,
 
 
 def _build_and_restore(run, checkpoint):
-    from maskrcnn_toolkit.modeling.model import build_model, restore
+    from maskrcnn_toolkit.modeling.model import build_model, find_checkpoint, restore
+    prefix = find_checkpoint(run, checkpoint)  # before the (slow) build: a mistake is cheap
     model = build_model(run)
-    restored = restore(model, checkpoint if checkpoint is not None else run.run_dir)
-    return model, restored
+    return model, restore(model, prefix)
 
 
 def export(run, out_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
@@ -449,9 +449,7 @@ def export(run, out_dir: str | os.PathLike, checkpoint: str | os.PathLike | None
     directory) and write the export folder (see the module docstring). Returns metadata."""
     refuse_existing(out_dir, overwrite, "export folder")
     model, restored = _build_and_restore(run, checkpoint)
-    ckpt = restored if isinstance(restored, (str, os.PathLike)) else (
-        checkpoint if checkpoint is not None else run.run_dir)
-    provenance = {"checkpoint": os.fspath(ckpt),
+    provenance = {"checkpoint": os.fspath(restored),
                   "config": os.fspath(getattr(run, "config_path", "") or "") or None,
                   "run_dir": os.fspath(run.run_dir)}
     return export_model(model, run.experiment, run.label_map, out_dir, overwrite=overwrite,

@@ -40,31 +40,59 @@ def build_model(run: Run):
     return model
 
 
-def find_checkpoint(checkpoint_or_run_dir: str | os.PathLike) -> str:
-    """A checkpoint prefix from a prefix (``run/ckpt-1000``), its ``.index`` file, or a run
-    dir (its latest checkpoint), by :func:`modeling.checkpoints.checkpoint_prefix`.
-    UserError when there is none."""
+def _checkpoints_in(folder: Path) -> list[str]:
+    """Names of the checkpoints (``ckpt-250``...) whose index file is in ``folder``, by step."""
+    from maskrcnn_toolkit.modeling.checkpoints import by_step
+    names = [p.name[:-len(".index")] for p in folder.glob("*.index")] if folder.is_dir() else []
+    return sorted(names, key=by_step)
+
+
+def find_checkpoint(run: Run, checkpoint: str | os.PathLike | None = None) -> str:
+    """The checkpoint prefix to load: ``checkpoint`` (a prefix such as ``run/ckpt-1000``, its
+    ``.index`` file, or a folder: its latest) or, when None, the latest in the run dir. Only
+    files are looked at (no model is built), so a mistake is answered at once.
+
+    Raises UserError: before training ("no checkpoint in RUN_DIR yet: train first"), or for a
+    ``checkpoint`` that is not there, listing the checkpoints that are.
+    """
     from maskrcnn_toolkit.modeling.checkpoints import checkpoint_prefix
-    p = Path(checkpoint_or_run_dir)
+    run_dir = Path(run.run_dir)
+    config = os.fspath(getattr(run, "config_path", "") or "CONFIG")
+    if checkpoint is None:
+        prefix = checkpoint_prefix(run_dir)
+        if prefix is None:
+            raise UserError(f"no checkpoint in {str(run_dir)!r} yet: train first with "
+                            f"`python train.py --config {config}`")
+        return str(prefix)
+    p = Path(checkpoint)
     prefix = checkpoint_prefix(p)
     if prefix is not None:
         return str(prefix)
-    if p.is_dir():
-        raise UserError(f"run dir {str(p)!r} has no checkpoint yet; train first with "
-                        f"`python train.py --config CONFIG`")
-    raise UserError(f"checkpoint {str(p)!r} not found; give a run dir or a checkpoint prefix "
-                    f"such as RUN_DIR/ckpt-1000")
+    where = p if p.is_dir() else p.parent
+    found = _checkpoints_in(where)
+    if found:
+        there = (f"{str(where)!r} holds {', '.join(found[-8:])} (e.g. "
+                 f"--checkpoint {where / found[-1]})")
+    elif _checkpoints_in(run_dir):
+        found = _checkpoints_in(run_dir)
+        there = (f"the run dir {str(run_dir)!r} holds {', '.join(found[-8:])} (e.g. "
+                 f"--checkpoint {run_dir / found[-1]})")
+    else:
+        there = (f"the run dir {str(run_dir)!r} holds none yet: train first with "
+                 f"`python train.py --config {config}`")
+    raise UserError(f"checkpoint {str(p)!r} not found; {there}, or leave --checkpoint out "
+                    f"for the run's latest")
 
 
-def restore(model, checkpoint_or_run_dir: str | os.PathLike) -> str:
+def restore(model, prefix: str) -> str:
     """Load trained weights into ``model`` (built by :func:`build_model` for the same
-    config) from a checkpoint prefix or a run dir's latest checkpoint; returns the prefix.
+    config) from the checkpoint ``prefix`` (resolved by :func:`find_checkpoint`); returns
+    the prefix.
 
     Every model variable must be in the checkpoint: a checkpoint of another architecture,
     class count or image-independent shape is a UserError, not a half-loaded model.
     """
     import tensorflow as tf
-    prefix = find_checkpoint(checkpoint_or_run_dir)
     try:
         status = tf.train.Checkpoint(model=model).read(prefix)
         status.expect_partial().assert_existing_objects_matched()

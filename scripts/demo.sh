@@ -24,7 +24,7 @@ step "3/6 train Mask R-CNN ($CONFIG)"
 $PY train.py --config "$CONFIG" --no-eval
 
 step "4/6 evaluate: COCO mask and box AP on the held-out images"
-$PY evaluate.py --config "$CONFIG" --overwrite
+$PY evaluate.py --config "$CONFIG"
 
 step "5/6 export: SavedModel + frozen graph"
 $PY export.py --config "$CONFIG" --out "$OUT/export" --overwrite

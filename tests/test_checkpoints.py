@@ -201,14 +201,31 @@ def test_first_download_digest_is_trusted_and_later_downloads_must_match(tmp_pat
 
 
 def test_one_prefix_resolver_for_model_restore(tmp_path):
+    """find_checkpoint: the run dir's latest, a prefix or its .index; before training it
+    says to train first (naming the config), and a wrong --checkpoint lists what exists."""
+    from types import SimpleNamespace
+
     from maskrcnn_toolkit.modeling.model import find_checkpoint
-    path = _save({"model": Tiny(3)}, tmp_path / "run" / "ckpt-4")
-    assert find_checkpoint(tmp_path / "run") == path == find_checkpoint(path + ".index")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="no checkpoint yet"):
-        find_checkpoint(tmp_path / "empty")
-    with pytest.raises(UserError, match="not found"):
-        find_checkpoint(tmp_path / "nothing" / "ckpt-1")
+    run = SimpleNamespace(run_dir=tmp_path / "run", config_path=tmp_path / "parts.yaml")
+    fresh = SimpleNamespace(run_dir=tmp_path / "fresh", config_path=tmp_path / "parts.yaml")
+    # Before training, the run dir may not even exist yet: it is the run dir, not a typo.
+    with pytest.raises(UserError) as e:
+        find_checkpoint(fresh)
+    assert str(e.value) == (f"no checkpoint in {str(tmp_path / 'fresh')!r} yet: train first "
+                            f"with `python train.py --config {tmp_path / 'parts.yaml'}`")
+    with pytest.raises(UserError, match="train first"):
+        find_checkpoint(fresh, tmp_path / "fresh" / "ckpt-10")
+    _save({"model": Tiny(3)}, tmp_path / "run" / "ckpt-4")
+    path = _save({"model": Tiny(3)}, tmp_path / "run" / "ckpt-12")
+    assert find_checkpoint(run) == path == find_checkpoint(run, path + ".index")
+    assert find_checkpoint(run, tmp_path / "run") == path
+    assert find_checkpoint(run, tmp_path / "run" / "ckpt-4").endswith("ckpt-4")
+    with pytest.raises(UserError) as e:
+        find_checkpoint(run, tmp_path / "run" / "ckpt-5")
+    assert "ckpt-5' not found" in str(e.value) and "holds ckpt-4, ckpt-12" in str(e.value)
+    # A wrong folder: the run dir's checkpoints are listed instead.
+    with pytest.raises(UserError, match=r"the run dir .* holds ckpt-4, ckpt-12"):
+        find_checkpoint(run, tmp_path / "nothing" / "ckpt-1")
 
 
 @pytest.mark.slow
@@ -249,3 +266,23 @@ def test_real_mask_rcnn_into_a_label_map_with_more_classes(tiny_run, tmp_path):
             # count above is the strict one).
             same = [k for k, s in keys.items() if s == v.shape.as_list()]
             assert any(np.array_equal(v.numpy(), reader.get_tensor(k)) for k in same), v.name
+
+
+def test_state_file_is_read_as_tensorflow_reads_it(tmp_path):
+    """checkpoint_prefix reads CheckpointManager's `checkpoint` state file without
+    TensorFlow (so commands check checkpoints before importing it): the same prefix as
+    tf.train.latest_checkpoint, also in a folder with a non-ASCII name and after the
+    latest was deleted (then: the newest that is left, by step, not by string order)."""
+    import tensorflow as tf
+
+    from maskrcnn_toolkit.modeling.checkpoints import checkpoint_prefix
+    folder = tmp_path / "läufe run"
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=Tiny(3)), str(folder),
+                                         max_to_keep=None)
+    for step in (4, 12, 9):
+        manager.save(checkpoint_number=step)
+    assert str(checkpoint_prefix(folder)) == tf.train.latest_checkpoint(str(folder))
+    assert checkpoint_prefix(folder).name == "ckpt-9"  # the state file's, not the largest
+    for f in folder.glob("ckpt-9.*"):
+        f.unlink()
+    assert checkpoint_prefix(folder).name == "ckpt-12"

@@ -2,6 +2,7 @@
 evaluation, resume, restore, multi-device, non-finite loss."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -59,9 +60,9 @@ def test_restore_into_a_fresh_model(tiny_run, tmp_path):
     import numpy as np
     import tensorflow as tf
 
-    from maskrcnn_toolkit.modeling.model import build_model, restore
+    from maskrcnn_toolkit.modeling.model import build_model, find_checkpoint, restore
     model = build_model(tiny_run)
-    prefix = restore(model, tiny_run.run_dir)
+    prefix = restore(model, find_checkpoint(tiny_run))
     assert prefix.endswith("ckpt-2")
     reader = tf.train.load_checkpoint(prefix)
     shapes = reader.get_variable_to_shape_map()
@@ -71,8 +72,8 @@ def test_restore_into_a_fresh_model(tiny_run, tmp_path):
         same = [k for k, s in shapes.items() if s == v.shape.as_list()
                 and k.endswith("VARIABLE_VALUE") and "OPTIMIZER_SLOT" not in k]
         assert any(np.array_equal(v.numpy(), reader.get_tensor(k)) for k in same), v.name
-    with pytest.raises(UserError, match="no checkpoint yet"):
-        restore(model, tmp_path)
+    with pytest.raises(UserError, match="yet: train first"):
+        find_checkpoint(dataclasses.replace(tiny_run, run_dir=tmp_path))
 
 
 def test_build_model_equals_model_gardens_build(tiny_run, tmp_path):
