@@ -36,6 +36,7 @@ from maskrcnn_toolkit.core.label_map import LabelMap, read_label_map
 from maskrcnn_toolkit.dataset_tools import readers
 from maskrcnn_toolkit.dataset_tools.coco_gt import CocoGtWriter
 from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
+from maskrcnn_toolkit.dataset_tools.readers.sniff import WrongFormat
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord
 from maskrcnn_toolkit.dataset_tools.split import split_records
 from maskrcnn_toolkit.dataset_tools.validate import (
@@ -175,8 +176,11 @@ def _estimated_bytes(records: list[ImageRecord]) -> int:
     return total
 
 
-def _read(fmt: str, src, options: ReaderOptions, what: str) -> list[ImageRecord]:
-    records = list(readers.read(fmt, src, options))
+def _read(fmt: str, src, options: ReaderOptions, what: str, out: Path) -> list[ImageRecord]:
+    try:
+        records = list(readers.read(fmt, src, options))
+    except WrongFormat as e:  # the command it suggests, with the user's own OUT
+        raise UserError(e.message(out)) from None
     if not records:
         raise UserError(f"{what} {str(src)!r} holds no images for format {fmt!r}; check the "
                         f"path and the format")
@@ -261,9 +265,10 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
     options = ReaderOptions(images_dir=Path(images) if images else None,
                             via_attribute=via_attribute, default_label=default_label,
                             box_as_polygon=box_as_polygon, voc_image_set=voc_image_set)
-    records = _read(fmt, src, options, "annotation source")
+    records = _read(fmt, src, options, "annotation source", out)
     if val is not None:
-        train_recs, val_recs = records, _read(fmt, val, options, "validation source (--val)")
+        train_recs, val_recs = records, _read(fmt, val, options, "validation source (--val)",
+                                              out)
     else:
         frac = DEFAULT_VAL_FRACTION if val_fraction is None else float(val_fraction)
         train_recs, val_recs = split_records(records, frac, seed)

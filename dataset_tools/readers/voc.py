@@ -44,6 +44,7 @@ from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.masks import mask_to_rle
 from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
 from maskrcnn_toolkit.dataset_tools.readers._common import refuse_zip, resolve_image, xyxy_to_xywh
+from maskrcnn_toolkit.dataset_tools.readers.sniff import not_this_format
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
@@ -117,19 +118,21 @@ def _root_and_sets(src: Path, image_set: str | None) -> tuple[Path, list[Path] |
     refuse_zip(src, "DIR, the folder holding JPEGImages/")
     if src.is_file():
         if src.suffix != ".txt" or src.parent.parent.name != "ImageSets":
-            raise UserError(f"{str(src)!r} is a file; for VOC give the dataset root folder (the "
-                            f"one holding JPEGImages/, SegmentationObject/, Annotations/) or an "
-                            f"ImageSets/<task>/<set>.txt list")
+            raise not_this_format("voc", src, f"{str(src)!r} is a file; for VOC give the dataset "
+                                              f"root folder (the one holding JPEGImages/, "
+                                              f"SegmentationObject/, Annotations/) or an "
+                                              f"ImageSets/<task>/<set>.txt list")
         return src.parents[2], [src]
     root = src
     if not _is_voc_root(root):
         inner = [d for d in sorted(root.iterdir()) if d.is_dir() and _is_voc_root(d)] \
             if root.is_dir() else []
         if len(inner) != 1:
-            raise UserError(f"{str(src)!r} is not a Pascal VOC root: it has no "
-                            f"SegmentationObject/, SegmentationClass/, Annotations/ or "
-                            f"ImageSets/ folder; give the folder that holds them (e.g. "
-                            f"VOCdevkit/VOC2012)")
+            raise not_this_format("voc", src, f"{str(src)!r} is not a Pascal VOC root: it has "
+                                              f"no SegmentationObject/, SegmentationClass/, "
+                                              f"Annotations/ or ImageSets/ folder; give the "
+                                              f"folder that holds them (e.g. "
+                                              f"VOCdevkit/VOC2012)")
         root = inner[0]  # VOCdevkit/ holding one VOC20xx/
     if image_set is None:
         return root, None
