@@ -37,6 +37,7 @@ from maskrcnn_toolkit.core.json_files import read_json
 from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
 from maskrcnn_toolkit.dataset_tools.readers._common import (
     drop_exact_duplicates,
+    ignored_label,
     int_or_none,
     num,
     rect_polygon,
@@ -217,6 +218,10 @@ def _instance(src: Path, idx: int, ann, categories: dict, rec: ImageRecord,
         refuse(f"category_id={cid!r}", "category id is not in 'categories'")
         return None
     label = categories[_id_key(cid)]
+    ignored = ignored_label(label, file, item)
+    if ignored is not None:
+        rec.refusals.append(ignored)
+        return None
     is_crowd = ann.get("iscrowd", 0) in (1, True, "1")
     seg = ann.get("segmentation")
 

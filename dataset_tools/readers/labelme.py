@@ -21,9 +21,10 @@ Shapes, following labelme's own ``labelme2coco.py`` / ``shape_to_mask``:
 - ``group_id``: shapes with the same (label, group_id) are ONE instance with several parts,
   exactly labelme2coco's rule; shapes with group_id null are each their own instance.
 - Labels labelme's tooling reserves (``__ignore__``, ``_background_``, any ``__name__``):
-  refused with a reason. ``__ignore__`` marks "don't care" pixels for every class
-  (labelme2voc writes them as 255); a COCO crowd region belongs to one class, so there is
-  no faithful crowd equivalent, and Model Garden drops crowd objects in training anyway.
+  ignored, reported as such (readers/_common.ignored_label), as labelme2coco skips them.
+  ``__ignore__`` marks "don't care" pixels for every class (labelme2voc writes them as
+  255); a COCO crowd region belongs to one class, so there is no faithful crowd
+  equivalent, and Model Garden drops crowd objects in training anyway.
 - Images: embedded ``imageData`` wins, as in labelme itself (it is read lazily through
   ``ImageRecord.embedded``; ``imagePath`` may even name the JSON itself, as in labelme's
   tutorial example), unless ``options.images_dir`` is given and holds the image.
@@ -42,19 +43,18 @@ import binascii
 import io
 import math
 import os
-import re
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 import numpy as np
 
 from maskrcnn_toolkit.core.json_files import read_json
-from maskrcnn_toolkit.core.label_map import NON_CLASS_NAMES
 from maskrcnn_toolkit.core.masks import mask_to_rle, polygons_to_mask
 from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
 from maskrcnn_toolkit.dataset_tools.readers._common import (
     drop_exact_duplicates,
     ellipse_polygon,
+    ignored_label,
     int_or_none,
     num,
     rect_polygon,
@@ -67,7 +67,6 @@ EXPECTED = ('a LabelMe JSON object with "shapes", "imagePath" and "imageData" '
             '(as labelme saves it)')
 NO_AREA = {"point": "a point", "points": "points", "line": "a line",
            "linestrip": "a line strip"}
-_RESERVED = re.compile(r"^__.*__$")
 
 
 def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
@@ -201,6 +200,11 @@ def _instances(path: Path, rel: str, data: dict, rec: ImageRecord
     groups: dict = {}  # (label, group_id) -> [(index, part)], in order of first appearance
     for idx, shape in enumerate(data["shapes"]):
         item = f"shapes[{idx}]"
+        label = shape.get("label") if isinstance(shape, dict) else None
+        ignored = ignored_label(label.strip(), file, item) if isinstance(label, str) else None
+        if ignored is not None:
+            rec.refusals.append(ignored)
+            continue
         part, label, why = _shape_part(shape, rec)
         if part is None:
             rec.refusals.append(Refusal(file=file, item=item, value=why[0], reason=why[1]))
@@ -246,10 +250,6 @@ def _shape_part(shape, rec: ImageRecord):
     if not isinstance(label, str) or not label.strip():
         return None, None, (f"label={label!r}", "shape has no label")
     label = label.strip()  # "bolt " and "bolt" are one class to a user
-    if label in NON_CLASS_NAMES or _RESERVED.match(label):
-        return None, None, (f"label={label!r}",
-                            "labelme's ignore/background convention, not an object class; "
-                            "ignore regions have no per-class equivalent in the training data")
     stype = shape.get("shape_type") or "polygon"
     if not isinstance(stype, str):
         return None, None, (f"shape_type={str(stype)[:40]}", "shape_type is not a string")

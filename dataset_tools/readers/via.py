@@ -44,6 +44,7 @@ from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
 from maskrcnn_toolkit.dataset_tools.readers._common import (
     drop_exact_duplicates,
     ellipse_polygon,
+    ignored_label,
     num,
     rect_polygon,
     resolve_image,
@@ -190,11 +191,15 @@ def _record(src: Path, key: str, entry: dict, attr: str | None, search_dirs, roo
         if label is None:
             rec.refusals.append(Refusal(file=file, item=item, value=why[0], reason=why[1]))
             continue
+        ignored = ignored_label(label, file, item)
+        if ignored is not None:
+            rec.refusals.append(ignored)
+            continue
         polygon, why = _polygon(region.get("shape_attributes"))
         if polygon is None:
             rec.refusals.append(Refusal(file=file, item=item, value=why[0], reason=why[1]))
             continue
-        instances.append((Instance(label=label, polygons=[polygon],
+        instances.append((Instance(label=label, polygons=[polygon], default_label=attr is None,
                                    source=f"{src.name} {item}",
                                    attributes=dict(region.get("region_attributes") or {})),
                           item))
