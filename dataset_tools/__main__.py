@@ -35,8 +35,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="look for images here instead of where the format puts them")
     c.add_argument("--via-attribute", default=None, metavar="NAME",
                    help="VIA region attribute holding the class name")
-    c.add_argument("--default-label", default="object", metavar="NAME",
-                   help="class for regions that have none (default 'object')")
+    c.add_argument("--default-label", default=None, metavar="NAME",
+                   help="class for regions that have none, e.g. VIA regions without "
+                        "attributes (default 'object', with a warning)")
     c.add_argument("--box-as-polygon", action="store_true",
                    help="use box-only annotations as rectangle masks instead of refusing them")
     c.add_argument("--voc-image-set", default=None, metavar="NAME",
