@@ -450,6 +450,10 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
             _fail(f"no training image survived validation ({refused_images} of {len(tasks)} "
                   f"images and {refused_instances} instances refused)", findings,
                   report(counts, classes), out, verbose)
+        if counts["instances"] == 0:  # e.g. --label-map names none of the labels
+            _fail(f"no instance survived validation ({refused_instances} refused; the "
+                  f"{written.total()} images left would be negative examples only)", findings,
+                  report(counts, classes), out, verbose)
         for split, gt in gts.items():
             gt.finish(folder.ground_truth(split), lm)
         folder.label_map.write_text(lm.to_pbtxt(), encoding="utf-8")

@@ -110,10 +110,29 @@ def test_every_image_refused_by_validation_keeps_the_reasons(tmp_path):
     assert DatasetFolder(out).report.is_file() and not report.exists()
 
 
-def test_no_annotations_at_all_is_still_the_plain_message(tmp_path):
+def test_a_label_map_that_names_no_label_writes_nothing(tmp_path):
+    src = _coco(tmp_path, [{"image_id": i, "category_id": 1, "segmentation": [[1, 1, 5, 1, 5, 5]]}
+                           for i in (1, 2)])
+    (tmp_path / "labels.txt").write_text("nut\n")
+    out = tmp_path / "out"
+    r = _cli("convert", "coco", src, out, "--label-map", tmp_path / "labels.txt",
+             "--val-fraction", "0")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    err = r.stderr.splitlines()[-1]
+    assert err.startswith("error: no instance survived validation (2 refused; the 2 images "
+                          "left would be negative examples only); most common: 2x label")
+    assert "label 'bolt' is not in the label map" in r.stdout
+    assert DatasetFolder(out).failed_report.is_file() and not out.exists()
+
+
+def test_no_annotations_at_all_is_still_the_plain_message(tmp_path, capsys):
+    """Nothing refused, nothing annotated: no report to write, the message says so."""
     src = _coco(tmp_path, [])
     from maskrcnn_toolkit.dataset_tools.__main__ import main
     assert main(["convert", "coco", str(src), str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == ("error: the annotations hold no labelled instances, so "
+                                       "there is no class to train; check the annotation "
+                                       "files (or pass --label-map FILE)\n")
     assert not DatasetFolder(tmp_path / "out").failed_report.exists()
 
 

@@ -170,6 +170,8 @@ KINDS = {
     "voc_xml": (voc_xml, "voc", ".", "a Pascal VOC annotation XML"),
     "voc_boxes": (voc_boxes, "voc", ".", "--box-as-polygon"),
     "yolo": (yolo, None, None, "YOLO labels are not read"),
+    "yolo_txt": (lambda d: yolo(d) / "labels" / "train" / "a.txt", None, None,
+                 "a class id and coordinates in 0..1"),
     "label_studio": (label_studio, None, None, "export the project as COCO"),
     "coco_results": (coco_results, None, None, "evaluate.py --gt GT --detections FILE"),
     "coco_panoptic": (coco_panoptic, None, None, "give the COCO instances JSON"),
