@@ -95,11 +95,11 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
     outlines = []  # (rows, cols, edge pixels, color), drawn over every fill
     if masks is not None and n:
         # Blend only inside each instance's window, in integer arithmetic through a lookup
-        # table (video draws every frame, so this runs on the 2 cores the model uses; issue
-        # 7). The window is the box when boxes are given (every model here pastes masks
-        # inside their boxes), else the mask's own bounding rows/cols; in both cases it is
-        # narrowed to the rows/cols the mask covers (with many detections, masks cover ~20%
-        # of their boxes).
+        # table (video draws every frame, so this runs on the 2 cores the model uses;
+        # docs/DESIGN_NOTES.md, Video and annotate). The window is the box when boxes are
+        # given (every model here pastes masks inside their boxes), else the mask's own
+        # bounding rows/cols; in both cases it is narrowed to the rows/cols the mask covers
+        # (with many detections, masks cover ~20% of their boxes).
         a = int(round(alpha * 256))
         for i in range(n):
             m = masks[i]
@@ -154,9 +154,10 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
             rects.append(([x0, ty, x0 + tw + 2 * line, ty + th + 2 * line], {"fill": color}))
         # Each instance's strokes go through PIL in a crop around them, not the whole
         # image: converting a 640x480 frame to PIL and back cost 2.4 ms of the ~6 ms a
-        # video frame's drawing took (issue 7). The crop starts at 0 or where every
-        # coordinate stays positive, so the shift is by whole pixels and PIL rasterizes
-        # the same pixels (tests/test_draw.py compares with whole-image drawing).
+        # video frame's drawing took (docs/DESIGN_NOTES.md, Video and annotate). The crop
+        # starts at 0 or where every coordinate stays positive, so the shift is by whole
+        # pixels and PIL rasterizes the same pixels (tests/test_draw.py compares with
+        # whole-image drawing).
         c0 = max(0, int(np.floor(min(r[0][0] for r in rects))) - pad)
         r0 = max(0, int(np.floor(min(r[0][1] for r in rects))) - pad)
         c1 = min(w, int(np.ceil(max(r[0][2] for r in rects))) + pad + 1)

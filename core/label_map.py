@@ -7,7 +7,7 @@ item {
 }
 ```
 Model Garden's ``num_classes`` counts the background, so it is ``len(label_map) + 1``
-(DESIGN decision 3).
+(docs/DESIGN_NOTES.md, decision 3).
 """
 from __future__ import annotations
 

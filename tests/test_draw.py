@@ -1,11 +1,12 @@
 """core/draw.py: the fast overlay draws exactly what the straightforward one drew.
 
 ``draw_instances`` blends masks through per-color lookup tables inside each mask's own
-rows/cols and caches text sizes (issue 7: video draws every frame on the cores the model
-uses). The reference below is the straightforward version it replaced (blend the whole
-box window in uint16, measure every label): same pixels, on scenes with many overlapping
-instances, fractional boxes, boxes crossing the image edge, uint8 masks and no boxes.
-"""
+rows/cols and caches text sizes (docs/DESIGN_NOTES.md, Video and annotate: video draws
+every frame on the cores the model uses). The reference below is the straightforward
+version it replaced (blend the whole box window in uint16, measure every label): same
+pixels, on scenes with many overlapping instances, fractional boxes, boxes crossing the
+image edge, uint8 masks and no boxes. The preview's ``instance_colors`` option is checked
+on its own at the end."""
 from __future__ import annotations
 
 import numpy as np

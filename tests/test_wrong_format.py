@@ -245,7 +245,7 @@ def _cli(*args):
 @pytest.mark.parametrize("fmt, kind", [("labelme", "via"), ("labelme", "coco"),
                                        ("via", "coco"), ("coco", "cvat_images")])
 def test_cli_the_first_hour_mistakes(fmt, kind, tmp_path):
-    """The exact mistakes of issue 15, through the real CLI: `convert labelme` on a VIA or
+    """A new user's first mistakes, through the real CLI: `convert labelme` on a VIA or
     COCO JSON and `convert via` on a COCO file used to say 'hold no labelled instances' or
     complain about 'licenses'."""
     make, right, expect_src, words = KINDS[kind]
