@@ -289,3 +289,20 @@ def test_real_balloon_names_its_class_in_the_summary(tmp_path):
     src = SHARED_DATA / "balloon_via" / "balloon" / "val" / "via_region_data.json"
     r = _cli("convert", "via", src, tmp_path / "out", "--default-label", "balloon")
     assert "all 50 regions named 'balloon' by --default-label" in r.stdout
+
+
+def test_similar_labels_finds_every_pair_the_pairwise_rule_finds():
+    """The symmetric-delete shortcut misses no pair that comparing every two labels finds."""
+    import itertools
+    import random
+
+    from maskrcnn_toolkit.dataset_tools.label_checks import similar_labels
+    from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance
+    rng = random.Random(0)
+    names = sorted({"".join(rng.choices("abcde_ ", k=rng.randint(3, 11))).strip() or "x"
+                    for _ in range(300)})
+    brute = {(a, b) for a, b in itertools.combinations(names, 2) if _how_similar(a, b)}
+    rec = ImageRecord("a.png", "a.json", instances=[Instance(label=n) for n in names])
+    found = {tuple(sorted(f.item[len("labels '"):-1].split("' and '")))
+             for f in similar_labels([rec])}
+    assert brute and found == brute
