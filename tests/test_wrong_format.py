@@ -183,12 +183,16 @@ def _convert(fmt: str, src: Path, out: Path, capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
-@pytest.mark.parametrize("fmt", FORMATS)
+# Every reader against every example, except the examples it reads as they are (a folder
+# holding a COCO JSON and a single VOC XML are refused by their own reader too: it names the
+# file, or the root, to give instead).
+WRONG = [(fmt, kind) for fmt in FORMATS for kind in sorted(KINDS)
+         if KINDS[kind][1] != fmt or kind in ("coco_folder", "voc_xml")]
+
+
+@pytest.mark.parametrize("fmt, kind", WRONG)
 def test_every_reader_names_the_format_and_the_command(fmt, kind, tmp_path, capsys):
     make, right, expect_src, words = KINDS[kind]
-    if right == fmt and kind not in ("coco_folder", "voc_xml"):
-        pytest.skip("the right format: read, not refused")
     d = tmp_path / "data"
     src = make(d)
     out = tmp_path / "out"
