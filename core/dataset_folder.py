@@ -10,6 +10,9 @@ read it. Everything that names a file in it goes through :class:`DatasetFolder`:
       train_annotations.json              COCO ground truth of each split, image ids =
       val_annotations.json                  the records' image/source_id
       report.json                         what validation fixed, refused and warned about
+    DATA.report.json                      beside DATA, only when a conversion could write
+                                          nothing (every image refused): its report, while
+                                          DATA itself is left as it was
 """
 from __future__ import annotations
 
@@ -58,6 +61,13 @@ class DatasetFolder:
     @property
     def report(self) -> Path:
         return self.root / REPORT
+
+    @property
+    def failed_report(self) -> Path:
+        """``DATA.report.json`` beside the folder: the report of a conversion that wrote
+        nothing (the folder is not created half-made just to hold it)."""
+        root = Path(os.path.abspath(self.root))
+        return root.with_name(f"{root.name}.{REPORT}")
 
     def ground_truth(self, split: str) -> Path:
         return self.root / ground_truth_name(split)

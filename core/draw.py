@@ -1,7 +1,10 @@
 """Overlays: masks blended with a fixed color per class, boxes, names and scores.
 
 Used by the dataset preview (ground truth) and by inference / video (predictions), so
-the same class always has the same color everywhere.
+the same class always has the same color everywhere. With ``instance_colors`` (the
+preview), each mask gets its own shade of its class color and an outline, so that touching
+objects of one class (a bunch of balloons) can be told apart; boxes and labels keep the
+class color.
 """
 from __future__ import annotations
 
@@ -24,6 +27,40 @@ def class_color(class_id: int) -> tuple[int, int, int]:
     return tuple(int(v) for v in PALETTE[(int(class_id) - 1) % len(PALETTE)])
 
 
+# How far the k-th instance of a class moves its class color toward white (> 0) or black
+# (< 0): neighbours in this order differ clearly, and every shade stays in the class's hue.
+_SHADES = (0.0, 0.55, -0.5, 0.3, -0.3, 0.75, -0.7)
+
+
+def instance_color(class_id: int, k: int) -> tuple[int, int, int]:
+    """The color of the k-th (from 0) instance of a class: a shade of its class color."""
+    c = np.array(class_color(class_id), np.float64)
+    t = _SHADES[k % len(_SHADES)]
+    shade = c + (255.0 - c) * t if t > 0 else c * (1.0 + t)
+    return tuple(int(round(v)) for v in shade)
+
+
+def _instance_colors(class_ids: Sequence[int]) -> list[tuple[int, int, int]]:
+    """One color per instance: the k-th instance of each class gets instance_color(c, k)."""
+    seen: dict[int, int] = {}
+    out = []
+    for c in class_ids:
+        k = seen.get(int(c), 0)
+        seen[int(c)] = k + 1
+        out.append(instance_color(int(c), k))
+    return out
+
+
+def _outline(mask: np.ndarray, width: int) -> np.ndarray:
+    """bool [h, w]: the pixels of ``mask`` within ``width`` pixels of its edge (4-connected
+    erosion; outside the array counts as outside the mask)."""
+    inner = mask
+    for _ in range(width):
+        p = np.pad(inner, 1)
+        inner = inner & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return mask & ~inner
+
+
 @lru_cache(maxsize=16)
 def _font(size: int):
     try:
@@ -34,7 +71,7 @@ def _font(size: int):
 
 def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Sequence[int],
                    labels: Sequence[str], masks: np.ndarray | None = None,
-                   alpha: float = 0.45) -> np.ndarray:
+                   alpha: float = 0.45, instance_colors: bool = False) -> np.ndarray:
     """Draw instances on a copy of ``image``.
 
     Args:
@@ -43,19 +80,26 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
       class_ids: N label-map ids (pick the color).
       labels: N strings written at each box's top-left ("bolt 0.93").
       masks: bool/uint8 [N, H, W] at image size, or None.
+      instance_colors: blend each mask in its own shade of the class color
+        (:func:`instance_color`) and outline it in that shade, opaque, as wide as the box
+        lines; boxes and labels stay in the class color. Off by default (video and
+        evaluation images draw one color per class).
     Returns:
       uint8 [H, W, 3] RGB.
     """
     out = np.array(image, dtype=np.uint8, copy=True)
     h, w = out.shape[:2]
     n = len(class_ids)
+    line = max(1, round(min(h, w) / 300))
+    colors = _instance_colors(class_ids) if instance_colors else None
+    outlines = []  # (rows, cols, edge pixels, color), drawn over every fill
     if masks is not None and n:
         # Blend only inside each instance's window, in integer arithmetic through a lookup
-        # table (video draws every frame, so this runs on the 2 cores the model uses; issue
-        # 7). The window is the box when boxes are given (every model here pastes masks
-        # inside their boxes), else the mask's own bounding rows/cols; in both cases it is
-        # narrowed to the rows/cols the mask covers (with many detections, masks cover ~20%
-        # of their boxes).
+        # table (video draws every frame, so this runs on the 2 cores the model uses;
+        # docs/DESIGN_NOTES.md, Video and annotate). The window is the box when boxes are
+        # given (every model here pastes masks inside their boxes), else the mask's own
+        # bounding rows/cols; in both cases it is narrowed to the rows/cols the mask covers
+        # (with many detections, masks cover ~20% of their boxes).
         a = int(round(alpha * 256))
         for i in range(n):
             m = masks[i]
@@ -77,13 +121,17 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
             sm = m[r0:r1, c0:c1]
             if sm.dtype != bool:
                 sm = sm != 0
-            lut = _blend_lut(class_color(class_ids[i]), a)
+            color = colors[i] if colors else class_color(class_ids[i])
+            lut = _blend_lut(color, a)
             for ch in range(3):
                 plane = sub[..., ch]
                 np.copyto(plane, lut[ch][plane], where=sm)
+            if colors:
+                outlines.append((slice(r0, r1), slice(c0, c1), _outline(sm, line), color))
+        for rows, cols, edge, color in outlines:
+            out[rows, cols][edge] = color
     if boxes is None and masks is None or n == 0:
         return out
-    line = max(1, round(min(h, w) / 300))
     size = max(10, round(min(h, w) / 40))
     font = _font(size)
     pad = 2 * line + 4
@@ -106,9 +154,10 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
             rects.append(([x0, ty, x0 + tw + 2 * line, ty + th + 2 * line], {"fill": color}))
         # Each instance's strokes go through PIL in a crop around them, not the whole
         # image: converting a 640x480 frame to PIL and back cost 2.4 ms of the ~6 ms a
-        # video frame's drawing took (issue 7). The crop starts at 0 or where every
-        # coordinate stays positive, so the shift is by whole pixels and PIL rasterizes
-        # the same pixels (tests/test_draw.py compares with whole-image drawing).
+        # video frame's drawing took (docs/DESIGN_NOTES.md, Video and annotate). The crop
+        # starts at 0 or where every coordinate stays positive, so the shift is by whole
+        # pixels and PIL rasterizes the same pixels (tests/test_draw.py compares with
+        # whole-image drawing).
         c0 = max(0, int(np.floor(min(r[0][0] for r in rects))) - pad)
         r0 = max(0, int(np.floor(min(r[0][1] for r in rects))) - pad)
         c1 = min(w, int(np.ceil(max(r[0][2] for r in rects))) + pad + 1)

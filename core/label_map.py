@@ -7,7 +7,7 @@ item {
 }
 ```
 Model Garden's ``num_classes`` counts the background, so it is ``len(label_map) + 1``
-(DESIGN decision 3).
+(docs/DESIGN_NOTES.md, decision 3).
 """
 from __future__ import annotations
 
@@ -19,8 +19,16 @@ from typing import Iterable, Mapping
 from maskrcnn_toolkit.core.atomic import atomic_write
 from maskrcnn_toolkit.core.errors import UserError
 
-# Names labelme's own tooling uses for "not a class" lines in labels.txt.
+# Names labelme's own tooling uses for "not a class" lines in labels.txt (and as shape
+# labels: __ignore__ marks don't-care regions); any __name__ is reserved the same way.
 NON_CLASS_NAMES = ("__ignore__", "_background_")
+_RESERVED = re.compile(r"^__.+__$")
+
+
+def is_non_class_name(name: str) -> bool:
+    """Whether a label names no object class: ``__ignore__``, ``_background_`` or any
+    ``__name__`` (labelme's convention for regions to ignore and for the background)."""
+    return name in NON_CLASS_NAMES or bool(_RESERVED.match(name))
 
 
 @dataclass(frozen=True)
@@ -190,5 +198,5 @@ def read_label_map(path: str | os.PathLike) -> LabelMap:
         raise UserError(f"cannot read label map {path!r}: {e.strerror}") from None
     if path.endswith(".txt"):
         names = [ln.strip() for ln in text.splitlines()]
-        return LabelMap.from_names(n for n in names if n and n not in NON_CLASS_NAMES)
+        return LabelMap.from_names(n for n in names if n and not is_non_class_name(n))
     return parse_label_map(text, path)

@@ -35,8 +35,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="look for images here instead of where the format puts them")
     c.add_argument("--via-attribute", default=None, metavar="NAME",
                    help="VIA region attribute holding the class name")
-    c.add_argument("--default-label", default="object", metavar="NAME",
-                   help="class for regions that have none (default 'object')")
+    c.add_argument("--default-label", default=None, metavar="NAME",
+                   help="class for regions that have none, e.g. VIA regions without "
+                        "attributes (default 'object', with a warning)")
     c.add_argument("--box-as-polygon", action="store_true",
                    help="use box-only annotations as rectangle masks instead of refusing them")
     c.add_argument("--voc-image-set", default=None, metavar="NAME",
@@ -58,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("preview", help="draw decoded TFRecords (what the model sees) in a grid")
     v.add_argument("data", metavar="OUT", help="a converted dataset folder")
     v.add_argument("--n", type=int, default=16, help="number of images (default 16)")
-    v.add_argument("--out", required=True, metavar="PNG", help="grid image to write")
+    v.add_argument("--out", required=True, metavar="IMAGE",
+                   help="grid image to write: .png or .jpg")
     v.add_argument("--split", choices=("train", "val"), default="train")
     v.add_argument("--overwrite", action="store_true")
 
@@ -88,9 +90,10 @@ def _command(args: argparse.Namespace) -> None:
         kw = {"image_size": tuple(args.size)} if args.size else {}
         synthetic.generate(args.out, args.images, args.seed, overwrite=args.overwrite, **kw)
     elif args.command == "preview":
+        from maskrcnn_toolkit.dataset_tools.preview import grid_format, preview
+        grid_format(args.out)  # a suffix it cannot write fails before TensorFlow's import
         import tensorflow as tf
         tf.get_logger().setLevel("ERROR")  # Model Garden's decoder warns about map_fn
-        from maskrcnn_toolkit.dataset_tools.preview import preview
         preview(args.data, args.out, n=args.n, split=args.split, overwrite=args.overwrite)
     elif args.command == "inspect":
         from maskrcnn_toolkit.dataset_tools.inspect import format_tables, inspect_dataset

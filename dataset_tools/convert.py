@@ -9,7 +9,8 @@ Pipeline (memory stays flat as the dataset grows):
    processes (ordered, with a bounded window of pending work), and written in order.
 4. Everything is written into a temporary folder beside OUT, renamed onto OUT only when
    the whole conversion succeeded: Ctrl-C, a crash or a ``--strict`` refusal leaves OUT as
-   it was and no temporary behind.
+   it was and no temporary behind. When every image is refused, nothing is written to OUT
+   either; the report goes beside it (``OUT.report.json``), so the reasons are not lost.
 TensorFlow is never imported (records.encode_example and writer.frame_record write the
 tf.Example and TFRecord formats themselves): that import alone is ~5 s of start-up.
 """
@@ -29,23 +30,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from maskrcnn_toolkit.core.atomic import atomic_dir, check_replaceable
+from maskrcnn_toolkit.core.atomic import atomic_dir, atomic_write, check_replaceable
 from maskrcnn_toolkit.core.dataset_folder import DatasetFolder, is_dataset_file
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.label_map import LabelMap, read_label_map
 from maskrcnn_toolkit.dataset_tools import readers
 from maskrcnn_toolkit.dataset_tools.coco_gt import CocoGtWriter
-from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
+from maskrcnn_toolkit.dataset_tools.label_checks import (
+    default_label_findings,
+    default_labelled,
+    similar_labels,
+)
+from maskrcnn_toolkit.dataset_tools.readers import DEFAULT_LABEL, ReaderOptions
+from maskrcnn_toolkit.dataset_tools.readers.sniff import WrongFormat
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord
 from maskrcnn_toolkit.dataset_tools.split import split_records
 from maskrcnn_toolkit.dataset_tools.validate import (
     FIXED,
+    IGNORED,
     REFUSED,
+    SEVERITIES,
     WARNING,
     Finding,
     ImageResult,
     ValidateOptions,
     process_record,
+    reader_findings,
 )
 from maskrcnn_toolkit.dataset_tools.writer import ShardedWriter, auto_num_shards, crc32c
 
@@ -71,17 +81,27 @@ class ConvertSummary:
     val_shards: int
     label_map: LabelMap
     findings: list[Finding] = field(default_factory=list)
+    ignored: int = 0  # regions whose label names no class (__ignore__)
+    default_labelled: int = 0  # instances read that got their class from --default-label
+    instances_read: int = 0  # every instance the reader found, before validation
+    default_label: str = ""
 
     @property
     def images(self) -> int:
         return self.train_images + self.val_images
 
     def line(self) -> str:
+        ignored = f", {self.ignored} ignored" if self.ignored else ""
+        named = ""
+        if self.default_labelled:
+            n, total = self.default_labelled, self.instances_read
+            named = (f"; {'all ' + str(n) if n == total else f'{n} of {total}'} regions named "
+                     f"{self.default_label!r} by --default-label")
         return (f"converted {self.images} images ({self.train_images} train, "
                 f"{self.val_images} val), {self.instances} instances; refused "
                 f"{self.images_refused} images and {self.instances_refused} instances; "
-                f"{self.fixed} fixes, {self.warnings} warnings; {self.seconds:.1f} s -> "
-                f"{self.out}")
+                f"{self.fixed} fixes, {self.warnings} warnings{ignored}{named}; "
+                f"{self.seconds:.1f} s -> {self.out}")
 
 
 # ----------------------------------------------------------------------------- output folder
@@ -175,36 +195,49 @@ def _estimated_bytes(records: list[ImageRecord]) -> int:
     return total
 
 
-def _read(fmt: str, src, options: ReaderOptions, what: str) -> list[ImageRecord]:
-    records = list(readers.read(fmt, src, options))
+def _read(fmt: str, src, options: ReaderOptions, what: str, out: Path) -> list[ImageRecord]:
+    try:
+        records = list(readers.read(fmt, src, options))
+    except WrongFormat as e:  # the command it suggests, with the user's own OUT
+        raise UserError(e.message(out)) from None
     if not records:
         raise UserError(f"{what} {str(src)!r} holds no images for format {fmt!r}; check the "
                         f"path and the format")
     return records
 
 
-def build_label_map(records: Iterable[ImageRecord], label_map_path=None) -> LabelMap:
-    """The given label map, or the sorted names of every instance label -> ids 1..N."""
+NO_LABELS = ("the annotations hold no labelled instances, so there is no class to train; "
+             "check the annotation files (or pass --label-map FILE)")
+
+
+def build_label_map(records: Iterable[ImageRecord], label_map_path=None) -> LabelMap | None:
+    """The given label map, or the sorted names of every instance label -> ids 1..N; None
+    when there is no label map and no instance."""
     if label_map_path is not None:
         return read_label_map(label_map_path)
     names = sorted({inst.label for r in records for inst in r.instances})
-    if not names:
-        raise UserError("the annotations hold no labelled instances, so there is no class "
-                        "to train; check the annotation files (or pass --label-map FILE)")
-    return LabelMap.from_names(names)
+    return LabelMap.from_names(names) if names else None
 
 
 _REASON_DETAILS = re.compile(r"'[^']*'|\"[^\"]*\"|\d+(?:\.\d+)?")
 
 
-def _print_findings(findings: list[Finding], out: Path, file=sys.stdout, per_kind: int = 10
-                    ) -> None:
+def _top_reasons(items: list[Finding], n: int = 4) -> str:
+    """The most common reasons, names and numbers blanked out: "12x category id is not in
+    'categories'; 3x ..."."""
+    kinds = Counter(_REASON_DETAILS.sub("…", f.reason.split(";")[0]) for f in items)
+    return "; ".join(f"{k}x {r}" for r, k in kinds.most_common(n))
+
+
+def _print_findings(findings: list[Finding], report: Path, file=sys.stdout,
+                    per_kind: int = 10) -> None:
     if not findings:
         print("validation: no problems found", file=file)
         return
-    by = {k: [f for f in findings if f.severity == k] for k in (REFUSED, FIXED, WARNING)}
+    by = {k: [f for f in findings if f.severity == k] for k in SEVERITIES}
     print(f"validation: {len(by[REFUSED])} refused, {len(by[FIXED])} fixed, "
-          f"{len(by[WARNING])} warnings", file=file)
+          f"{len(by[WARNING])} warnings"
+          + (f", {len(by[IGNORED])} ignored" if by[IGNORED] else ""), file=file)
     for kind, items in by.items():
         if not items:
             continue
@@ -212,17 +245,30 @@ def _print_findings(findings: list[Finding], out: Path, file=sys.stdout, per_kin
         for f in items[:per_kind]:
             print(f"    {f}", file=file)
         if len(items) > per_kind:
-            # Group the reasons with names and numbers blanked out, for a usable overview.
-            kinds = Counter(_REASON_DETAILS.sub("…", f.reason.split(";")[0]) for f in items)
             print(f"    ... {len(items) - per_kind} more; all {kind} by reason: "
-                  + "; ".join(f"{n}x {r}" for r, n in kinds.most_common(4)), file=file)
-    print(f"  full list: {DatasetFolder(out).report}", file=file)
+                  + _top_reasons(items), file=file)
+    print(f"  full list: {report}", file=file)
+
+
+def _fail(message: str, findings: list[Finding], report: dict, out: Path, verbose: bool
+          ) -> None:
+    """Nothing can be written: print the findings, write the report beside OUT (OUT itself
+    is left as it was), and raise the UserError that says where the report is."""
+    path = DatasetFolder(out).failed_report
+    with atomic_write(path, "w") as f:
+        json.dump({**report, "error": message}, f, indent=1)
+    if verbose:
+        _print_findings(findings, path)
+    refused = [f for f in findings if f.severity == REFUSED]
+    top = f"; most common: {_top_reasons(refused, 3)}" if refused else ""
+    raise UserError(f"{message}{top}. Nothing was written to {out}; every finding is listed "
+                    f"above and in {path}")
 
 
 # ----------------------------------------------------------------------------- convert
 def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, seed: int = 0,
             num_shards: int | None = None, label_map=None, images=None,
-            via_attribute: str | None = None, default_label: str = "object",
+            via_attribute: str | None = None, default_label: str | None = None,
             box_as_polygon: bool = False, voc_image_set: str | None = None,
             overwrite: bool = False, strict: bool = False,
             workers: int | None = None, progress: bool = True, verbose: bool = True
@@ -239,12 +285,17 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
         default ~100 MB per shard.
       label_map: path to a .pbtxt/.txt label map fixing ids and order.
       images, via_attribute, default_label, box_as_polygon, voc_image_set: reader options
-        (readers.ReaderOptions); they apply to ``src`` and ``val`` alike.
+        (readers.ReaderOptions); they apply to ``src`` and ``val`` alike. ``default_label``
+        None names class-less regions ``object`` with a warning per file; given, the
+        summary line says how many regions it named.
       overwrite: replace an existing output folder. strict: any refusal is an error and
         nothing is written. workers: processes (default: cores, 1 for tiny sets).
       progress: show a tqdm bar. verbose: print the findings summary and the summary line.
     Returns:
-      A :class:`ConvertSummary`. Raises UserError for bad input (nothing written).
+      A :class:`ConvertSummary`. Raises UserError for bad input (nothing written). When the
+      input is readable but every image or instance is refused, the findings are printed
+      and written to ``OUT.report.json`` beside OUT (DatasetFolder.failed_report) before the
+      UserError, which names that file; a later successful run removes it.
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -258,17 +309,51 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
         raise UserError(f"--workers {workers} must be at least 1")
     check_replaceable(out, overwrite, owned=_is_ours)  # before the (slow) reading
 
+    default_given = default_label is not None
+    default_label = default_label if default_given else DEFAULT_LABEL
     options = ReaderOptions(images_dir=Path(images) if images else None,
                             via_attribute=via_attribute, default_label=default_label,
                             box_as_polygon=box_as_polygon, voc_image_set=voc_image_set)
-    records = _read(fmt, src, options, "annotation source")
+    records = _read(fmt, src, options, "annotation source", out)
     if val is not None:
-        train_recs, val_recs = records, _read(fmt, val, options, "validation source (--val)")
+        train_recs, val_recs = records, _read(fmt, val, options, "validation source (--val)",
+                                              out)
     else:
         frac = DEFAULT_VAL_FRACTION if val_fraction is None else float(val_fraction)
         train_recs, val_recs = split_records(records, frac, seed)
     del records
+
+    # What the labels alone show, before any image is opened (label_checks.py).
+    findings: list[Finding] = similar_labels(itertools.chain(train_recs, val_recs))
+    named_by_default, instances_read = default_labelled(itertools.chain(train_recs, val_recs))
+    if not default_given:
+        findings += default_label_findings(named_by_default, default_label)
+    command = {"format": fmt, "src": str(src), "val": str(val) if val else None,
+               "val_fraction": val_fraction, "seed": seed,
+               "label_map": str(label_map) if label_map else None,
+               "strict": strict, "box_as_polygon": box_as_polygon}
+
+    def report(summary: dict, classes: dict) -> dict:
+        return {"command": command, "summary": summary, "classes": classes,
+                "findings": [f.to_json() for f in findings]}
+
     lm = build_label_map(itertools.chain(train_recs, val_recs), label_map)
+    if lm is None:
+        # No class at all: say why from what the readers refused or ignored.
+        refused = 0
+        for split, recs in (("train", train_recs), ("val", val_recs)):
+            for rec in recs:
+                found, n = reader_findings(rec, split)
+                findings += found
+                refused += n
+        ignored = sum(f.severity == IGNORED for f in findings)
+        if not refused and not ignored:
+            raise UserError(NO_LABELS)
+        n_images = len(train_recs) + len(val_recs)
+        _fail(f"no instance is left to train on: {refused} instances refused and {ignored} "
+              f"ignored in {n_images} images", findings,
+              report({"images_read": n_images, "instances_refused": refused,
+                      "ignored": ignored}, {}), out, verbose)
     ids_by_name = lm.ids_by_name
 
     def shards_for(recs, given):
@@ -290,7 +375,6 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
     del train_recs, val_recs
     n_workers = workers or default_workers(len(tasks))
 
-    findings: list[Finding] = []
     written = Counter()
     refused_images = 0
     refused_instances = 0
@@ -352,40 +436,41 @@ def convert(fmt: str, src, out, *, val_fraction: float | None = None, val=None, 
                 findings.append(Finding(WARNING, str(src), name,
                                         f"0 train, {counts['val']} val",
                                         f"class {name!r} has no training instances"))
+        counts = {"train_images": written["train"], "val_images": written["val"],
+                  "instances": sum(sum(c.values()) for c in per_class.values()),
+                  "images_refused": refused_images, "instances_refused": refused_instances,
+                  "fixed": sum(f.severity == FIXED for f in findings),
+                  "warnings": sum(f.severity == WARNING for f in findings),
+                  "ignored": sum(f.severity == IGNORED for f in findings),
+                  "default_labelled": sum(named_by_default.values()),
+                  "train_shards": n_train_shards, "val_shards": n_val_shards}
+        classes = {name: {"id": ids_by_name[name], "train": c["train"], "val": c["val"]}
+                   for name, c in per_class.items()}
         if written["train"] == 0:
-            raise UserError(f"no training image survived validation ({refused_images} "
-                            f"refused); first problems: "
-                            + "; ".join(str(f) for f in findings[:3]))
+            _fail(f"no training image survived validation ({refused_images} of {len(tasks)} "
+                  f"images and {refused_instances} instances refused)", findings,
+                  report(counts, classes), out, verbose)
+        if counts["instances"] == 0:  # e.g. --label-map names none of the labels
+            _fail(f"no instance survived validation ({refused_instances} refused; the "
+                  f"{written.total()} images left would be negative examples only)", findings,
+                  report(counts, classes), out, verbose)
         for split, gt in gts.items():
             gt.finish(folder.ground_truth(split), lm)
         folder.label_map.write_text(lm.to_pbtxt(), encoding="utf-8")
         seconds = time.perf_counter() - t0
         summary = ConvertSummary(
             out=out, train_images=written["train"], val_images=written["val"],
-            instances=sum(sum(c.values()) for c in per_class.values()),
-            images_refused=refused_images, instances_refused=refused_instances,
-            fixed=sum(f.severity == FIXED for f in findings),
-            warnings=sum(f.severity == WARNING for f in findings), seconds=seconds,
-            train_shards=n_train_shards, val_shards=n_val_shards, label_map=lm,
-            findings=findings)
-        report = {
-            "command": {"format": fmt, "src": str(src), "val": str(val) if val else None,
-                        "val_fraction": val_fraction, "seed": seed,
-                        "label_map": str(label_map) if label_map else None,
-                        "strict": strict, "box_as_polygon": box_as_polygon},
-            "summary": {"train_images": summary.train_images,
-                        "val_images": summary.val_images, "instances": summary.instances,
-                        "images_refused": refused_images,
-                        "instances_refused": refused_instances, "fixed": summary.fixed,
-                        "warnings": summary.warnings, "train_shards": n_train_shards,
-                        "val_shards": n_val_shards, "seconds": round(seconds, 2)},
-            "classes": {name: {"id": ids_by_name[name], "train": c["train"], "val": c["val"]}
-                        for name, c in per_class.items()},
-            "findings": [f.to_json() for f in findings],
-        }
+            instances=counts["instances"], images_refused=refused_images,
+            instances_refused=refused_instances, fixed=counts["fixed"],
+            warnings=counts["warnings"], seconds=seconds, train_shards=n_train_shards,
+            val_shards=n_val_shards, label_map=lm, findings=findings,
+            ignored=counts["ignored"], default_labelled=counts["default_labelled"],
+            instances_read=instances_read, default_label=default_label)
         with open(folder.report, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=1)
+            json.dump(report({**counts, "seconds": round(seconds, 2)}, classes), f, indent=1)
+    # A report left beside OUT by an earlier run that could write nothing is stale now.
+    DatasetFolder(out).failed_report.unlink(missing_ok=True)
     if verbose:
-        _print_findings(findings, out)
+        _print_findings(findings, DatasetFolder(out).report)
         print(summary.line())
     return summary

@@ -3,7 +3,9 @@ draw masks, boxes and class names into one grid image.
 
 Decoding goes through tf.data and Model Garden's own ``TfExampleDecoder(include_mask=True)``
 (the decoder the Mask R-CNN input pipeline uses), so the grid shows what the model will
-see, not what the annotation files say.
+see, not what the annotation files say. Each mask has its own shade of its class color and
+an outline (core.draw, ``instance_colors``), so touching objects of one class stay apart;
+boxes and names keep the class color. The grid is written in the format its suffix names.
 """
 from __future__ import annotations
 
@@ -66,11 +68,30 @@ def _fit(image: np.ndarray, boxes: np.ndarray, masks: np.ndarray, cell: int):
     return image, boxes * np.float32(s), masks
 
 
+GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+JPEG_QUALITY = 90
+
+
+def grid_format(out) -> str:
+    """The PIL format the grid file ``out`` is written in, from its suffix ("PNG" or
+    "JPEG"); a UserError with the fix for any other suffix. Cheap: the CLI checks it before
+    importing TensorFlow."""
+    out = Path(out)
+    fmt = GRID_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        what = f"suffix {out.suffix!r}" if out.suffix else "no suffix"
+        raise UserError(f"--out {str(out)!r} has {what}; the grid is written as PNG (.png) or "
+                        f"JPEG (.jpg, .jpeg): give e.g. {str(out.with_suffix('.png'))!r}")
+    return fmt
+
+
 def preview(data, out, n: int = 16, split: str = "train", overwrite: bool = False,
             cell: int = 320) -> Path:
     """Write a grid of up to ``n`` decoded images of ``split`` (each fitted into a
-    ``cell`` x ``cell`` tile) with ground-truth overlays to the PNG ``out``. Returns ``out``."""
+    ``cell`` x ``cell`` tile) with ground-truth overlays to ``out`` (.png: PNG, .jpg/.jpeg:
+    JPEG). Returns ``out``."""
     out = Path(out)
+    fmt = grid_format(out)
     if n < 1:
         raise UserError(f"--n {n} must be at least 1")
     refuse_existing(out, overwrite)
@@ -81,7 +102,8 @@ def preview(data, out, n: int = 16, split: str = "train", overwrite: bool = Fals
         labels = [names.get(int(c), f"class_{int(c)}") + (" (crowd)" if crowd else "")
                   for c, crowd in zip(ex["classes"], ex["is_crowd"])]
         image, boxes, masks = _fit(ex["image"], ex["boxes"], ex["masks"], cell)
-        tiles.append(Image.fromarray(draw_instances(image, boxes, ex["classes"], labels, masks)))
+        tiles.append(Image.fromarray(draw_instances(image, boxes, ex["classes"], labels, masks,
+                                                    instance_colors=True)))
     if not tiles:
         raise UserError(f"{data}: the {split} shards hold no records")
     cols = math.ceil(math.sqrt(len(tiles)))
@@ -91,6 +113,6 @@ def preview(data, out, n: int = 16, split: str = "train", overwrite: bool = Fals
         r, c = divmod(k, cols)
         grid.paste(t, (c * cell + (cell - t.width) // 2, r * cell + (cell - t.height) // 2))
     with atomic_write(out) as f:
-        grid.save(f, "PNG")
+        grid.save(f, fmt, **({"quality": JPEG_QUALITY} if fmt == "JPEG" else {}))
     print(f"preview: {len(tiles)} {split} images -> {out}")
     return out

@@ -31,6 +31,8 @@ class Instance:
       bbox: (x, y, w, h) pixels, for box-only annotations (refused unless the user asks to
         use the box as a polygon).
     ``source`` says where in the annotation file it came from, for the report.
+    ``default_label``: the annotation names no class and ``label`` is the reader's
+    ``--default-label`` (VIA regions without attributes); counted in the summary.
     """
 
     label: str
@@ -40,6 +42,7 @@ class Instance:
     is_crowd: bool = False
     source: str = ""
     attributes: dict = field(default_factory=dict)
+    default_label: bool = False
 
 
 @dataclass
@@ -48,9 +51,11 @@ class Refusal:
     with too few points...): reported, never dropped silently.
 
     severity: "refused" (default) for an object that is not written; it counts as a refused
-      instance, so an image all of whose objects were refused is refused. "warning" or
-      "fixed" for a finding that is not an object (a CVAT image-level <tag>, a declared size
-      the reader corrected): reported with that severity, never counted as an instance.
+      instance, so an image all of whose objects were refused is refused. "ignored" for a
+      region whose label names no class (``__ignore__``, readers/_common.ignored_label): not
+      written and not an error (``--strict`` passes). "warning" or "fixed" for a finding
+      that is not an object (a CVAT image-level <tag>, a declared size the reader
+      corrected). Only "refused" counts as a refused instance.
     """
 
     file: str

@@ -7,7 +7,8 @@ Every problem becomes a :class:`Finding` (file, item, value, reason) with a seve
   refused  the item is not written (missing/corrupt image, degenerate polygon, label not in
            the label map, duplicate...);
   warning  written as is, but worth a look (an image kept as a negative example, a class
-           with no instances).
+           with no instances, labels that look like typos of each other);
+  ignored  a region whose label names no class (``__ignore__``): not written, not an error.
 Nothing is dropped without a finding. :func:`process_record` runs in worker processes: it
 takes a light record and returns the framed tf.Example plus light metadata, so images are
 loaded, checked, encoded and written one at a time and memory stays flat.
@@ -42,7 +43,8 @@ from maskrcnn_toolkit.dataset_tools.coco_gt import annotation_from_rle
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, encode_example, short
 from maskrcnn_toolkit.dataset_tools.writer import frame_record
 
-FIXED, REFUSED, WARNING = "fixed", "refused", "warning"
+FIXED, REFUSED, WARNING, IGNORED = "fixed", "refused", "warning", "ignored"
+SEVERITIES = (REFUSED, FIXED, WARNING, IGNORED)  # in the order a summary lists them
 _EXIF_ORIENTATION = 0x0112
 JPEG_QUALITY = 95  # re-encoded JPEGs (EXIF rotation, CMYK...): visually lossless
 
@@ -283,6 +285,20 @@ def instance_mask(inst: Instance, h: int, w: int, report) -> tuple[np.ndarray, d
 
 
 # ----------------------------------------------------------------------------- record
+def reader_findings(rec: ImageRecord, split: str) -> tuple[list[Finding], int]:
+    """What the reader reported about ``rec``, as Findings of ``split``, and the number of
+    instances that refuses: each Refusal with its severity (only "refused" counts), then
+    ``rec.error`` (the whole image refused, with every instance it has)."""
+    findings = [Finding(r.severity, r.file, r.item, r.value, r.reason, split)
+                for r in rec.refusals]
+    refused = sum(r.severity == REFUSED for r in rec.refusals)
+    if rec.error is not None:
+        e = rec.error
+        findings.append(Finding(REFUSED, e.file, e.item, e.value, e.reason, split))
+        refused += len(rec.instances)
+    return findings, refused
+
+
 def process_record(rec: ImageRecord, image_id: int, opts: ValidateOptions) -> ImageResult:
     """Validate one record and encode its tf.Example (runs in a worker process).
 
@@ -295,13 +311,10 @@ def process_record(rec: ImageRecord, image_id: int, opts: ValidateOptions) -> Im
         res.findings.append(Finding(severity, file or rec.annotation_file, item, value,
                                     reason, opts.split))
 
-    for r in rec.refusals:  # what the reader could not use, or corrected
-        res.findings.append(Finding(r.severity, r.file, r.item, r.value, r.reason, opts.split))
-        res.instances_refused += r.severity == REFUSED
+    findings, refused = reader_findings(rec, opts.split)
+    res.findings += findings
+    res.instances_refused += refused
     if rec.error is not None:
-        e = rec.error
-        res.findings.append(Finding(REFUSED, e.file, e.item, e.value, e.reason, opts.split))
-        res.instances_refused += len(rec.instances)
         return res
     try:
         data, fmt, w, h, res.digest, fixes = load_image(rec)

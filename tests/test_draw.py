@@ -1,12 +1,12 @@
 """core/draw.py: the fast overlay draws exactly what the straightforward one drew.
 
 ``draw_instances`` blends masks through per-color lookup tables inside each mask's own
-rows/cols and caches text sizes (video draws every frame on the cores the model uses; see
-docs/DESIGN_NOTES.md, Video and annotate). The reference below is the straightforward
+rows/cols and caches text sizes (docs/DESIGN_NOTES.md, Video and annotate: video draws
+every frame on the cores the model uses). The reference below is the straightforward
 version it replaced (blend the whole box window in uint16, measure every label): same
 pixels, on scenes with many overlapping instances, fractional boxes, boxes crossing the
-image edge, uint8 masks and no boxes.
-"""
+image edge, uint8 masks and no boxes. The preview's ``instance_colors`` option is checked
+on its own at the end."""
 from __future__ import annotations
 
 import numpy as np
@@ -111,3 +111,27 @@ def test_draw_leaves_the_input_untouched_and_repeats_itself():
     again = draw_instances(image, boxes, ids, labels, masks)  # text sizes from the cache
     assert np.array_equal(image, before)
     assert np.array_equal(first, again)
+
+
+def test_instance_colors_tell_touching_instances_of_one_class_apart():
+    """The preview's option: each mask in its own shade of the class color, outlined;
+    boxes keep the class color. Off (the default), both masks blend to the same color."""
+    from maskrcnn_toolkit.core.draw import instance_color
+    image = np.full((60, 80, 3), 128, np.uint8)
+    masks = np.zeros((2, 60, 80), bool)
+    masks[0, 10:40, 10:40] = True
+    masks[1, 10:40, 40:70] = True  # touches the first one
+    boxes = np.array([[8, 8, 42, 42], [8, 38, 42, 72]], np.float32)  # 2 px around the masks
+    ids, labels = [3, 3], ["", ""]
+    plain = draw_instances(image, boxes, ids, labels, masks)
+    assert np.array_equal(plain[25, 25], plain[25, 55])  # one color per class: no boundary
+    shaded = draw_instances(image, boxes, ids, labels, masks, instance_colors=True)
+    assert not np.array_equal(shaded[25, 25], shaded[25, 55])
+    first, second = instance_color(3, 0), instance_color(3, 1)
+    assert first == class_color(3) and second != first
+    # Outlines, opaque, in each instance's shade: where the two masks meet, both show.
+    assert tuple(shaded[25, 39]) == first and tuple(shaded[25, 40]) == second
+    # Boxes stay in the class color (the legend): the top edge of the second box.
+    assert tuple(shaded[8, 55]) == class_color(3)
+    # Interiors are blended, not painted over.
+    assert tuple(shaded[25, 55]) not in (second, class_color(3), (128, 128, 128))

@@ -240,7 +240,9 @@ def test_labelme_shapes(tmp_path):
     assert "has no area" in reasons["shapes[4]"][1] and "point" in reasons["shapes[4]"][0]
     assert "has no area" in reasons["shapes[5]"][1]
     assert "has no area" in reasons["shapes[6]"][1]
-    assert "ignore" in reasons["shapes[7]"][1]
+    assert "not an object class" in reasons["shapes[7]"][1]
+    severities = {r.item: r.severity for r in rec.refusals}
+    assert severities["shapes[7]"] == "ignored" and severities["shapes[4]"] == "refused"
     # shapes[8] repeats shapes[0] exactly: kept once, refused with a reason
     assert "exact duplicate of shapes[0]" in reasons["shapes[8]"][1]
 
@@ -442,7 +444,7 @@ def test_real_balloon_via(split, images, polygons):
 @needs_data
 def test_real_labelme_matches_labelmes_own_coco_conversion():
     """labelme's examples/instance_segmentation: our instances are exactly the annotations
-    labelme2coco wrote (same labels, same parts, same vertices), __ignore__ refused."""
+    labelme2coco wrote (same labels, same parts, same vertices), __ignore__ ignored."""
     base = SHARED_DATA / "labelme_examples" / "examples" / "instance_segmentation"
     coco = json.loads((base / "data_dataset_coco" / "annotations.json").read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
@@ -456,8 +458,8 @@ def test_real_labelme_matches_labelmes_own_coco_conversion():
             for r in recs}
     assert ours == theirs
     assert sum(len(v) for v in ours.values()) == 12
-    refused = [f.value for r in recs for f in r.refusals]
-    assert refused == ["label='__ignore__'"] * 2
+    ignored = [(f.severity, f.value) for r in recs for f in r.refusals]
+    assert ignored == [("ignored", "label='__ignore__'")] * 2
     # labelme's own COCO file read back by the COCO reader gives the same instances
     back = {Path(r.file_name).stem: sorted((i.label, i.polygons) for i in r.instances)
             for r in read("coco", base / "data_dataset_coco" / "annotations.json")}

@@ -249,8 +249,14 @@ def test_cvat_malformed_xml_names_file_and_line(tmp_path):
         list(read("cvat", xml))
     voc = tmp_path / "voc.xml"
     voc.write_text("<annotation><filename>a.jpg</filename></annotation>")
-    with pytest.raises(UserError, match="not <annotations>.*Pascal VOC"):
+    with pytest.raises(UserError, match="voc.xml looks like a Pascal VOC annotation XML .*, "
+                                        "not a CVAT XML; use `python -m dataset_tools convert "
+                                        "voc "):
         list(read("cvat", voc))
+    other = tmp_path / "other.xml"
+    other.write_text("<dataset><item/></dataset>")
+    with pytest.raises(UserError, match="root element is <dataset>, not <annotations>"):
+        list(read("cvat", other))
 
 
 def test_cvat_bad_values_are_refusals_not_crashes(tmp_path):

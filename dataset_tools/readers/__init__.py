@@ -4,6 +4,8 @@ Each reader module defines ``read(src: Path, options: ReaderOptions) -> Iterator
 A reader only parses: it turns its format into :class:`~dataset_tools.records.ImageRecord`
 (image location, declared size, instances of label + polygons / RLE / box + is_crowd) and
 records what it could not use as :class:`~dataset_tools.records.Refusal` with a reason.
+Regions whose label names no class (``__ignore__``, ``_background_``) are reported as
+ignored, not refused, in every format (readers/_common.ignored_label).
 Opening images, clipping, label checks and writing are the converter's job (validate.py),
 so every format gets the same checks.
 A broken annotation file (bad JSON/XML, missing required fields) raises ``UserError``
@@ -22,6 +24,7 @@ from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord
 
 FORMATS = ("coco", "labelme", "via", "cvat", "voc")
+DEFAULT_LABEL = "object"  # the class of regions that name none, unless --default-label
 
 
 @dataclass
@@ -42,7 +45,7 @@ class ReaderOptions:
 
     images_dir: Path | None = None
     via_attribute: str | None = None
-    default_label: str = "object"
+    default_label: str = DEFAULT_LABEL
     box_as_polygon: bool = False
     voc_image_set: str | None = None
 

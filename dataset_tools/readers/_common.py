@@ -1,5 +1,6 @@
-"""Small helpers shared by the readers: finding an image (all), numbers from JSON (COCO,
-LabelMe, VIA), shapes and boxes (all), exact duplicates (COCO, LabelMe, VIA).
+"""Small helpers shared by the readers: finding an image (all), labels that name no class
+(all), numbers from JSON (COCO, LabelMe, VIA), shapes and boxes (all), exact duplicates
+(COCO, LabelMe, VIA).
 
 Coordinates are pixels of the full image: x right, y down, origin at the top-left corner
 of the top-left pixel (COCO's convention, see core/masks.py). Polygons are flat
@@ -13,7 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.label_map import is_non_class_name
 from maskrcnn_toolkit.dataset_tools.records import Instance, Refusal
+
+
+def ignored_label(label: str, file: str, item: str) -> Refusal | None:
+    """An "ignored" Refusal when ``label`` names no class (``__ignore__``, ``_background_``,
+    any ``__name__``: core.label_map.is_non_class_name), else None. Every reader checks its
+    labels with this, so such regions are reported as ignored, never refused, in every
+    format: labelme's own converters skip them the same way, and ``--strict`` passes on
+    labelme's examples."""
+    if not is_non_class_name(label):
+        return None
+    return Refusal(file=file, item=item, value=f"label={label!r}", severity="ignored",
+                   reason="marks a region to ignore or the background (labelme's __ignore__ / "
+                          "_background_ convention), not an object class; not written")
 
 
 def refuse_zip(src: Path, give: str) -> None:

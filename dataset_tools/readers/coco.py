@@ -37,11 +37,13 @@ from maskrcnn_toolkit.core.json_files import read_json
 from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
 from maskrcnn_toolkit.dataset_tools.readers._common import (
     drop_exact_duplicates,
+    ignored_label,
     int_or_none,
     num,
     rect_polygon,
     resolve_image,
 )
+from maskrcnn_toolkit.dataset_tools.readers.sniff import not_this_format
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
 
 EXPECTED = ('a COCO instances JSON object with "images", "annotations" and "categories" '
@@ -56,9 +58,13 @@ def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
     """
     src = Path(src)
     if src.is_dir():
-        raise UserError(f"{src} is a folder; the coco format takes the COCO JSON file itself "
-                        f"(e.g. annotations/instances_default.json)")
-    data = read_json(src, EXPECTED)
+        raise not_this_format("coco", src, f"{src} is a folder; the coco format takes the COCO "
+                                           f"JSON file itself (e.g. "
+                                           f"annotations/instances_default.json)")
+    try:
+        data = read_json(src, EXPECTED)
+    except UserError as e:
+        raise not_this_format("coco", src, str(e)) from None
     images, anns_by_image, categories = _check_structure(src, data)
     search_dirs, root = _image_dirs(src, options)
     return _records(src, images, anns_by_image, categories, search_dirs, root, options)
@@ -66,13 +72,15 @@ def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
 
 def _check_structure(src: Path, data):
     if not isinstance(data, dict):
-        raise UserError(f"{src}: top level is a JSON {type(data).__name__}; expected {EXPECTED}")
+        raise not_this_format("coco", src, f"{src}: top level is a JSON "
+                                           f"{type(data).__name__}; expected {EXPECTED}", data)
     missing = [k for k in ("images", "annotations", "categories") if k not in data]
     if missing:
         hint = (" (an image-info or test file has no annotations to train on)"
                 if missing == ["annotations"] else "")
-        raise UserError(f"{src}: missing {', '.join(repr(k) for k in missing)}{hint}; "
-                        f"expected {EXPECTED}")
+        raise not_this_format("coco", src, f"{src}: missing "
+                                           f"{', '.join(repr(k) for k in missing)}{hint}; "
+                                           f"expected {EXPECTED}", data)
     for k in ("images", "annotations", "categories"):
         if not isinstance(data[k], list):
             raise UserError(f"{src}: {k!r} is a {type(data[k]).__name__}; expected {EXPECTED}")
@@ -210,6 +218,10 @@ def _instance(src: Path, idx: int, ann, categories: dict, rec: ImageRecord,
         refuse(f"category_id={cid!r}", "category id is not in 'categories'")
         return None
     label = categories[_id_key(cid)]
+    ignored = ignored_label(label, file, item)
+    if ignored is not None:
+        rec.refusals.append(ignored)
+        return None
     is_crowd = ann.get("iscrowd", 0) in (1, True, "1")
     seg = ann.get("segmentation")
 

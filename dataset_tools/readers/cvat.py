@@ -42,6 +42,7 @@ from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
 from maskrcnn_toolkit.dataset_tools.readers._common import refuse_zip, resolve_image
 from maskrcnn_toolkit.dataset_tools.readers.cvat_instances import add_instances
 from maskrcnn_toolkit.dataset_tools.readers.cvat_shapes import parse_shape
+from maskrcnn_toolkit.dataset_tools.readers.sniff import not_this_format
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Refusal
 
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -75,11 +76,10 @@ def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
             if root is None:
                 root = el
                 if el.tag != "annotations":
-                    hint = (" (this looks like a Pascal VOC file: use format 'voc' with the VOC "
-                            "root folder)" if el.tag == "annotation" else "")
-                    raise UserError(f"{xml_path}: root element is <{el.tag}>, not <annotations>; "
-                                    f"this is not a CVAT XML export{hint}. Export the task as "
-                                    f"'CVAT for images 1.1'")
+                    raise not_this_format("cvat", xml_path, f"{xml_path}: root element is "
+                                          f"<{el.tag}>, not <annotations>; this is not a CVAT "
+                                          f"XML export. Export the task as 'CVAT for images "
+                                          f"1.1'")
                 continue
             if event != "end" or el.getparent() is not root:
                 continue
@@ -96,9 +96,9 @@ def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
                 del root[0]
     except etree.XMLSyntaxError as e:
         line = e.lineno if e.lineno else "?"
-        raise UserError(f"{xml_path}: malformed XML at line {line}: {e.msg}; the file is "
-                        f"damaged or not XML. Re-export it from CVAT ('CVAT for images 1.1') "
-                        f"or fix that line") from None
+        raise not_this_format("cvat", xml_path, f"{xml_path}: malformed XML at line {line}: "
+                              f"{e.msg}; the file is damaged or not XML. Re-export it from "
+                              f"CVAT ('CVAT for images 1.1') or fix that line") from None
     except OSError as e:
         raise UserError(f"cannot read CVAT XML {str(xml_path)!r}: {e.strerror or e}") from None
     if frames:
@@ -116,8 +116,10 @@ def _find_xml(src: Path) -> Path:
         candidates = [src / "annotations.xml"] if (src / "annotations.xml").is_file() else \
             sorted(src.glob("*.xml"))
         if len(candidates) != 1:
-            raise UserError(f"{str(src)!r} is a folder with {len(candidates)} XML files; give the "
-                            f"CVAT annotations XML file itself (usually annotations.xml)")
+            raise not_this_format("cvat", src, f"{str(src)!r} is a folder with "
+                                               f"{len(candidates)} XML files; give the CVAT "
+                                               f"annotations XML file itself (usually "
+                                               f"annotations.xml)")
         return candidates[0]
     return src
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from maskrcnn_toolkit.dataset_tools.readers._common import ellipse_polygon
+from maskrcnn_toolkit.dataset_tools.readers._common import ellipse_polygon, ignored_label
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Refusal, short
 
 # Elements that are annotations but cannot be an instance mask, with the reason.
@@ -93,6 +93,10 @@ def parse_shape(el, src: str, order: int, width: int | None, height: int | None,
         return None
     if not label:
         rec.refusals.append(Refusal(file, src, "", f"<{tag}> has no 'label' attribute"))
+        return None
+    ignored = ignored_label(label, file, src)
+    if ignored is not None:
+        rec.refusals.append(ignored)
         return None
     try:
         attrs = {"occluded": el.get("occluded", "0") == "1"}

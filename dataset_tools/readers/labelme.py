@@ -21,17 +21,20 @@ Shapes, following labelme's own ``labelme2coco.py`` / ``shape_to_mask``:
 - ``group_id``: shapes with the same (label, group_id) are ONE instance with several parts,
   exactly labelme2coco's rule; shapes with group_id null are each their own instance.
 - Labels labelme's tooling reserves (``__ignore__``, ``_background_``, any ``__name__``):
-  refused with a reason. ``__ignore__`` marks "don't care" pixels for every class
-  (labelme2voc writes them as 255); a COCO crowd region belongs to one class, so there is
-  no faithful crowd equivalent, and Model Garden drops crowd objects in training anyway.
+  ignored, reported as such (readers/_common.ignored_label), as labelme2coco skips them.
+  ``__ignore__`` marks "don't care" pixels for every class (labelme2voc writes them as
+  255); a COCO crowd region belongs to one class, so there is no faithful crowd
+  equivalent, and Model Garden drops crowd objects in training anyway.
 - Images: embedded ``imageData`` wins, as in labelme itself (it is read lazily through
   ``ImageRecord.embedded``; ``imagePath`` may even name the JSON itself, as in labelme's
   tutorial example), unless ``options.images_dir`` is given and holds the image.
   Otherwise ``imagePath`` is resolved relative to the JSON (Windows backslashes accepted),
   then by its base name beside the JSON.
 - A ``.json`` that is not a LabelMe file (no ``shapes`` list, e.g. a COCO file lying in the
-  folder) becomes a record whose ``error`` says it was skipped and why; invalid JSON is a
-  UserError naming the file.
+  folder) becomes a record whose ``error`` says it was skipped and what it looks like. SRC
+  holding no LabelMe file at all (a COCO or VIA JSON, a folder of other formats) is a
+  UserError naming the format it looks like and the command for it (readers/sniff.py).
+  Invalid JSON is a UserError naming the file.
 """
 from __future__ import annotations
 
@@ -40,68 +43,98 @@ import binascii
 import io
 import math
 import os
-import re
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 import numpy as np
 
-from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.json_files import read_json
-from maskrcnn_toolkit.core.label_map import NON_CLASS_NAMES
 from maskrcnn_toolkit.core.masks import mask_to_rle, polygons_to_mask
 from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
 from maskrcnn_toolkit.dataset_tools.readers._common import (
     drop_exact_duplicates,
     ellipse_polygon,
+    ignored_label,
     int_or_none,
     num,
     rect_polygon,
     resolve_image,
 )
+from maskrcnn_toolkit.dataset_tools.readers.sniff import not_this_format, sniff
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
 
 EXPECTED = ('a LabelMe JSON object with "shapes", "imagePath" and "imageData" '
             '(as labelme saves it)')
 NO_AREA = {"point": "a point", "points": "points", "line": "a line",
            "linestrip": "a line strip"}
-_RESERVED = re.compile(r"^__.*__$")
 
 
 def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
     """Parse LabelMe JSONs into ImageRecords, one per JSON file.
 
     The folder is listed before the first record is produced (no JSON at all is a
-    UserError); each file is parsed when its record is requested.
+    UserError); each file is parsed when its record is requested. SRC that is not LabelMe
+    (one other JSON, or a folder none of whose JSONs is LabelMe) is a UserError naming the
+    format it looks like (readers/sniff.py).
     """
     src = Path(src)
     if src.is_dir():
         files = sorted((p for p in src.rglob("*") if p.suffix.lower() == ".json" and p.is_file()),
                        key=lambda p: p.relative_to(src).as_posix())
         if not files:
-            raise UserError(f"{src}: no .json files found (searched recursively); the labelme "
-                            f"format takes a folder of LabelMe JSONs or one JSON file")
-        root = src
-    else:
-        if src.suffix.lower() != ".json":
-            raise UserError(f"{src}: not a .json file; the labelme format takes a folder of "
-                            f"LabelMe JSONs or one LabelMe JSON file")
-        files, root = [src], src.parent
-    return (_record(p, root, options) for p in files)
+            raise not_this_format("labelme", src, f"{src}: no .json files found (searched "
+                                                  f"recursively); the labelme format takes a "
+                                                  f"folder of LabelMe JSONs or one JSON file")
+        return _records(src, files, src, options)
+    if src.suffix.lower() != ".json":
+        raise not_this_format("labelme", src, f"{src}: not a .json file; the labelme format "
+                                              f"takes a folder of LabelMe JSONs or one LabelMe "
+                                              f"JSON file")
+    data = read_json(src, EXPECTED)
+    if not _is_labelme(data):
+        raise not_this_format("labelme", src, f"{src}: not a LabelMe annotation "
+                                              f"({_not_labelme(data)}); expected {EXPECTED}",
+                              data)
+    return iter([_record(src, src.parent, options, data)])
 
 
-def _record(path: Path, root: Path, options: ReaderOptions) -> ImageRecord:
-    data = read_json(path, EXPECTED)
+def _records(src: Path, files: list[Path], root: Path, options: ReaderOptions
+             ) -> Iterator[ImageRecord]:
+    """One record per file; a file that is not LabelMe becomes a record whose ``error``
+    says what it looks like. When no file at all is LabelMe, UserError (after the records)."""
+    any_labelme = False
+    for path in files:
+        data = read_json(path, EXPECTED)
+        if _is_labelme(data):
+            any_labelme = True
+            yield _record(path, root, options, data)
+            continue
+        guess = sniff(path, data)
+        looks = f"; it looks like {guess.what}" if guess is not None else ""
+        file = str(path)
+        yield ImageRecord(file_name=path.relative_to(root).as_posix(), annotation_file=file,
+                          error=Refusal(file=file, item="file", value=_not_labelme(data),
+                                        reason=f"not a LabelMe annotation (expected "
+                                               f"{EXPECTED}){looks}; skipped"))
+    if not any_labelme:
+        raise not_this_format("labelme", src, f"{src}: none of its {len(files)} .json files is "
+                                              f"a LabelMe annotation (expected {EXPECTED})")
+
+
+def _is_labelme(data) -> bool:
+    return (isinstance(data, dict) and isinstance(data.get("shapes"), list)
+            and ("imagePath" in data or "imageData" in data))
+
+
+def _not_labelme(data) -> str:
+    """What the JSON holds instead, in a few words."""
+    return (f"top-level keys {sorted(data)[:8]}" if isinstance(data, dict)
+            else f"top level is a JSON {type(data).__name__}")
+
+
+def _record(path: Path, root: Path, options: ReaderOptions, data: dict) -> ImageRecord:
     file = str(path)
     rel = path.relative_to(root).as_posix()
-    if not (isinstance(data, dict) and isinstance(data.get("shapes"), list)
-            and ("imagePath" in data or "imageData" in data)):
-        what = (f"top-level keys {sorted(data)[:8]}" if isinstance(data, dict)
-                else f"top level is a JSON {type(data).__name__}")
-        return ImageRecord(file_name=rel, annotation_file=file, error=Refusal(
-            file=file, item="file", value=what,
-            reason=f"not a LabelMe annotation (expected {EXPECTED}); skipped"))
-
     rec = ImageRecord(file_name=rel, annotation_file=file,
                       width=int_or_none(data.get("imageWidth")),
                       height=int_or_none(data.get("imageHeight")))
@@ -167,6 +200,11 @@ def _instances(path: Path, rel: str, data: dict, rec: ImageRecord
     groups: dict = {}  # (label, group_id) -> [(index, part)], in order of first appearance
     for idx, shape in enumerate(data["shapes"]):
         item = f"shapes[{idx}]"
+        label = shape.get("label") if isinstance(shape, dict) else None
+        ignored = ignored_label(label.strip(), file, item) if isinstance(label, str) else None
+        if ignored is not None:
+            rec.refusals.append(ignored)
+            continue
         part, label, why = _shape_part(shape, rec)
         if part is None:
             rec.refusals.append(Refusal(file=file, item=item, value=why[0], reason=why[1]))
@@ -212,10 +250,6 @@ def _shape_part(shape, rec: ImageRecord):
     if not isinstance(label, str) or not label.strip():
         return None, None, (f"label={label!r}", "shape has no label")
     label = label.strip()  # "bolt " and "bolt" are one class to a user
-    if label in NON_CLASS_NAMES or _RESERVED.match(label):
-        return None, None, (f"label={label!r}",
-                            "labelme's ignore/background convention, not an object class; "
-                            "ignore regions have no per-class equivalent in the training data")
     stype = shape.get("shape_type") or "polygon"
     if not isinstance(stype, str):
         return None, None, (f"shape_type={str(stype)[:40]}", "shape_type is not a string")

@@ -44,10 +44,12 @@ from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
 from maskrcnn_toolkit.dataset_tools.readers._common import (
     drop_exact_duplicates,
     ellipse_polygon,
+    ignored_label,
     num,
     rect_polygon,
     resolve_image,
 )
+from maskrcnn_toolkit.dataset_tools.readers.sniff import not_this_format
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
 
 EXPECTED = ("a VIA 1.x/2.x JSON: either {\"<file><size>\": {\"filename\", \"regions\", ...}} "
@@ -63,12 +65,16 @@ def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
     """
     src = Path(src)
     if src.is_dir():
-        raise UserError(f"{src} is a folder; the via format takes the VIA JSON file itself "
-                        f"(e.g. via_region_data.json or a VIA project .json)")
+        raise not_this_format("via", src, f"{src} is a folder; the via format takes the VIA "
+                                          f"JSON file itself (e.g. via_region_data.json or a "
+                                          f"VIA project .json)")
     if src.suffix.lower() == ".csv":
         raise UserError(f"{src}: the VIA CSV export is not read; in VIA use "
                         f"'Annotation > Export Annotations (as json)' and give that file")
-    data = read_json(src, EXPECTED)
+    try:
+        data = read_json(src, EXPECTED)
+    except UserError as e:
+        raise not_this_format("via", src, str(e)) from None
     entries, default_dirs = _entries(src, data)
     attr = _class_attribute(src, entries, options)
     if options.images_dir is not None:
@@ -82,7 +88,8 @@ def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
 def _entries(src: Path, data) -> tuple[list[tuple[str, dict]], list[Path]]:
     """[(key, image entry)] and extra image folders from a 2.x project's settings."""
     if not isinstance(data, dict):
-        raise UserError(f"{src}: top level is a JSON {type(data).__name__}; expected {EXPECTED}")
+        raise not_this_format("via", src, f"{src}: top level is a JSON "
+                                          f"{type(data).__name__}; expected {EXPECTED}", data)
     extra_dirs: list[Path] = []
     if "_via_img_metadata" in data:
         meta = data["_via_img_metadata"]
@@ -104,19 +111,21 @@ def _entries(src: Path, data) -> tuple[list[tuple[str, dict]], list[Path]]:
     else:
         meta = data
     if not isinstance(meta, dict):
-        raise UserError(f"{src}: image metadata is a JSON {type(meta).__name__}; "
-                        f"expected {EXPECTED}")
+        raise not_this_format("via", src, f"{src}: image metadata is a JSON "
+                                          f"{type(meta).__name__}; expected {EXPECTED}", data)
     if not meta:
         raise UserError(f"{src}: holds no images; expected {EXPECTED}")
     entries = []
     for key, entry in meta.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str):
-            raise UserError(f"{src}: entry {key!r} has no 'filename' string (got "
-                            f"{str(entry)[:100]}); expected {EXPECTED}")
+            raise not_this_format("via", src, f"{src}: entry {key!r} has no 'filename' string "
+                                              f"(got {str(entry)[:100]}); expected {EXPECTED}",
+                                  data)
         regions = entry.get("regions")
         if regions is not None and not isinstance(regions, (list, dict)):
-            raise UserError(f"{src}: entry {key!r} has 'regions' of type "
-                            f"{type(regions).__name__}; expected a list (or a dict in VIA 1.0)")
+            raise not_this_format("via", src, f"{src}: entry {key!r} has 'regions' of type "
+                                              f"{type(regions).__name__}; expected a list (or a "
+                                              f"dict in VIA 1.0)", data)
         entries.append((key, entry))
     return entries, extra_dirs
 
@@ -182,11 +191,15 @@ def _record(src: Path, key: str, entry: dict, attr: str | None, search_dirs, roo
         if label is None:
             rec.refusals.append(Refusal(file=file, item=item, value=why[0], reason=why[1]))
             continue
+        ignored = ignored_label(label, file, item)
+        if ignored is not None:
+            rec.refusals.append(ignored)
+            continue
         polygon, why = _polygon(region.get("shape_attributes"))
         if polygon is None:
             rec.refusals.append(Refusal(file=file, item=item, value=why[0], reason=why[1]))
             continue
-        instances.append((Instance(label=label, polygons=[polygon],
+        instances.append((Instance(label=label, polygons=[polygon], default_label=attr is None,
                                    source=f"{src.name} {item}",
                                    attributes=dict(region.get("region_attributes") or {})),
                           item))

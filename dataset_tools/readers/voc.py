@@ -43,7 +43,13 @@ import numpy as np
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.masks import mask_to_rle
 from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
-from maskrcnn_toolkit.dataset_tools.readers._common import refuse_zip, resolve_image, xyxy_to_xywh
+from maskrcnn_toolkit.dataset_tools.readers._common import (
+    ignored_label,
+    refuse_zip,
+    resolve_image,
+    xyxy_to_xywh,
+)
+from maskrcnn_toolkit.dataset_tools.readers.sniff import not_this_format
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
@@ -99,10 +105,14 @@ def read(src: Path, options: ReaderOptions) -> Iterator[ImageRecord]:
     src = Path(src)
     root, set_files = _root_and_sets(src, options.voc_image_set)
     classes = _load_classes(root)
-    ids = _image_ids(root, set_files)
+    ids, set_files = _image_ids(root, set_files)
     image_dirs = [Path(options.images_dir)] if options.images_dir else [root / "JPEGImages"]
-    for image_id in ids:
-        yield _record(root, image_id, image_dirs, classes, options)
+    outside = _outside_the_set(root, ids, set_files)
+    for k, image_id in enumerate(ids):
+        rec = _record(root, image_id, image_dirs, classes, options)
+        if k == 0 and outside is not None:  # once per dataset: on its first record
+            rec.refusals.append(outside)
+        yield rec
 
 
 # ---------------------------------------------------------------------------------------
@@ -117,19 +127,21 @@ def _root_and_sets(src: Path, image_set: str | None) -> tuple[Path, list[Path] |
     refuse_zip(src, "DIR, the folder holding JPEGImages/")
     if src.is_file():
         if src.suffix != ".txt" or src.parent.parent.name != "ImageSets":
-            raise UserError(f"{str(src)!r} is a file; for VOC give the dataset root folder (the "
-                            f"one holding JPEGImages/, SegmentationObject/, Annotations/) or an "
-                            f"ImageSets/<task>/<set>.txt list")
+            raise not_this_format("voc", src, f"{str(src)!r} is a file; for VOC give the dataset "
+                                              f"root folder (the one holding JPEGImages/, "
+                                              f"SegmentationObject/, Annotations/) or an "
+                                              f"ImageSets/<task>/<set>.txt list")
         return src.parents[2], [src]
     root = src
     if not _is_voc_root(root):
         inner = [d for d in sorted(root.iterdir()) if d.is_dir() and _is_voc_root(d)] \
             if root.is_dir() else []
         if len(inner) != 1:
-            raise UserError(f"{str(src)!r} is not a Pascal VOC root: it has no "
-                            f"SegmentationObject/, SegmentationClass/, Annotations/ or "
-                            f"ImageSets/ folder; give the folder that holds them (e.g. "
-                            f"VOCdevkit/VOC2012)")
+            raise not_this_format("voc", src, f"{str(src)!r} is not a Pascal VOC root: it has "
+                                              f"no SegmentationObject/, SegmentationClass/, "
+                                              f"Annotations/ or ImageSets/ folder; give the "
+                                              f"folder that holds them (e.g. "
+                                              f"VOCdevkit/VOC2012)")
         root = inner[0]  # VOCdevkit/ holding one VOC20xx/
     if image_set is None:
         return root, None
@@ -151,7 +163,10 @@ def _root_and_sets(src: Path, image_set: str | None) -> tuple[Path, list[Path] |
                     f"'Main/train', or a .txt file)")
 
 
-def _image_ids(root: Path, set_files: list[Path] | None) -> list[str]:
+def _image_ids(root: Path, set_files: list[Path] | None
+               ) -> tuple[list[str], list[Path] | None]:
+    """The image ids to read, and the ImageSets lists they come from (None: no lists, every
+    id with a SegmentationObject PNG or an Annotations XML)."""
     if set_files is None:
         for task in ("Segmentation", "Main"):
             files = sorted((root / "ImageSets" / task).glob("*.txt"))
@@ -169,18 +184,72 @@ def _image_ids(root: Path, set_files: list[Path] | None) -> list[str]:
         if not stems:
             raise UserError(f"{str(root)!r}: no ImageSets lists, SegmentationObject PNGs or "
                             f"Annotations XMLs; nothing to read")
-        return sorted(stems)
+        return sorted(stems), None
     ids: dict[str, None] = {}
     for f in set_files:
-        try:
-            text = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise UserError(f"cannot read VOC image list {str(f)!r}: {e}") from None
-        for line in text.splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                ids[line.split()[0]] = None  # "2008_000008 -1" in per-class lists
-    return list(ids)
+        ids.update(dict.fromkeys(_list_ids(f)))
+    return list(ids), set_files
+
+
+def _list_ids(f: Path) -> list[str]:
+    """The image ids of one ImageSets list, in order."""
+    try:
+        text = f.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read VOC image list {str(f)!r}: {e}") from None
+    # "2008_000008 -1" in per-class lists: the id is the first field.
+    return [ln.split()[0] for ln in (raw.strip() for raw in text.splitlines())
+            if ln and not ln.startswith("#")]
+
+
+def _outside_the_set(root: Path, ids: list[str], set_files: list[Path] | None
+                     ) -> Refusal | None:
+    """A warning naming the images the dataset has (an Annotations XML, a SegmentationObject
+    PNG or a JPEGImages file) that the chosen image set leaves out, with how to read them;
+    None when there are none. Reading 1 image of 4 and saying "converted 1 images" would
+    hide the other 3."""
+    kinds = {"an Annotations XML": (root / "Annotations").glob("*.xml"),
+             "a SegmentationObject PNG": (root / "SegmentationObject").glob("*.png"),
+             "a file in JPEGImages/": (p for p in (root / "JPEGImages").glob("*")
+                                       if p.suffix in _IMAGE_EXTS)}
+    listed = set(ids)
+    missing: dict[str, set[str]] = {}
+    for kind, paths in kinds.items():
+        for p in paths:
+            if p.stem not in listed:
+                missing.setdefault(p.stem, set()).add(kind)
+    if not missing:
+        return None
+    n = len(missing)
+    counts = ", ".join(f"{sum(kind in k for k in missing.values())} with {kind}"
+                       for kind in kinds if any(kind in k for k in missing.values()))
+    examples = ", ".join(sorted(missing)[:5]) + (", ..." if n > 5 else "")
+    sets = root / "ImageSets"
+    if set_files is None:
+        return Refusal(str(root), "image set", f"{n} images",
+                       f"{n} images ({counts}) have neither a SegmentationObject PNG nor an "
+                       f"Annotations XML, so there is nothing to read for them: {examples}",
+                       severity="warning")
+    used = ", ".join(str(f.relative_to(sets)) if f.is_relative_to(sets) else str(f)
+                     for f in set_files)
+    # The other plain lists that hold some of them: the one holding most is the fix.
+    best, best_n = None, 0
+    for f in sorted(sets.glob("*/*.txt")):
+        if f in set_files or f.parent.name not in ("Segmentation", "Main") or "_" in f.stem:
+            continue
+        k = len(missing.keys() & set(_list_ids(f)))
+        if k > best_n:
+            best, best_n = f, k
+    if best is not None:
+        name = best.relative_to(sets).with_suffix("").as_posix()
+        fix = (f"ImageSets/{name}.txt lists {best_n} of them: pass --voc-image-set {name} to "
+               f"read that list instead")
+    else:
+        fix = f"add their ids to {used} to read them"
+    return Refusal(str(set_files[0]), "image set", f"{n} images",
+                   f"{n} images of this dataset ({counts}) are not in the image set read "
+                   f"({used}), so they were not converted: {examples}; {fix}",
+                   severity="warning")
 
 
 def _load_classes(root: Path) -> _Classes:
@@ -306,6 +375,10 @@ def _record(root: Path, image_id: str, image_dirs: list[Path], classes: _Classes
         if obj.get("error"):
             rec.refusals.append(Refusal(str(xml_path), src, obj.get("name") or "", obj["error"]))
             continue
+        ignored = ignored_label(obj["name"], str(xml_path), src)
+        if ignored is not None:
+            rec.refusals.append(ignored)
+            continue
         x0, y0, x1, y1 = obj["box"]
         attrs = dict(obj["attributes"])
         if options.box_as_polygon:
@@ -412,6 +485,10 @@ def _instances_from_pngs(rec: ImageRecord, obj_path: Path, cls_path: Path, objec
                                         "no class for this instance: only background/void "
                                         "under it in SegmentationClass and no matching "
                                         "Annotations object"))
+            continue
+        ignored = ignored_label(label, str(obj_path), src)
+        if ignored is not None:
+            rec.refusals.append(ignored)
             continue
         attrs = {"voc_instance": number if number is not None else desc}
         if xml_obj is not None and not xml_obj.get("error") and xml_obj["name"] == label:
