@@ -1,9 +1,9 @@
 """``Detections``: what every model in this project returns, whatever loaded it.
 
-Coordinates: boxes are (ymin, xmin, ymax, xmax) in pixels of the image that was passed in
-(not of the model's resized input), float32, edges not centers (a box covering the whole
-W x H image is (0, 0, H, W)). This is TensorFlow's order; COCO's (x, y, w, h) is produced
-only by :meth:`Detections.to_coco`.
+Coordinates: ``boxes_yxyx_px`` are (ymin, xmin, ymax, xmax) in pixels of the image that was
+passed in (not of the model's resized input), float32, edges not centers (a box covering the
+whole W x H image is (0, 0, H, W)). This is TensorFlow's order; COCO's (x, y, w, h) is
+produced only by :meth:`Detections.to_coco` (core/boxes.py has the conversions).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from maskrcnn_toolkit.core.boxes import yxyx_to_xywh
 from maskrcnn_toolkit.core.masks import box_mask_to_rle
 
 
@@ -20,7 +21,7 @@ class Detections:
     """Detections for one image.
 
     Attributes:
-      boxes: float32 [N, 4], (ymin, xmin, ymax, xmax) in input-image pixels.
+      boxes_yxyx_px: float32 [N, 4], (ymin, xmin, ymax, xmax) in input-image pixels.
       scores: float32 [N], in [0, 1], sorted descending by the model.
       class_ids: int32 [N], label-map ids (1..N; 0 is never a detection).
       class_names: N strings from the label map (``class_<id>`` when the map lacks the id).
@@ -28,7 +29,7 @@ class Detections:
       image_size: (H, W) of the input image.
     """
 
-    boxes: np.ndarray
+    boxes_yxyx_px: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
     class_names: list[str]
@@ -37,14 +38,15 @@ class Detections:
     extras: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
+        self.boxes_yxyx_px = np.asarray(self.boxes_yxyx_px, np.float32).reshape(-1, 4)
         self.scores = np.asarray(self.scores, np.float32).reshape(-1)
         self.class_ids = np.asarray(self.class_ids, np.int32).reshape(-1)
         self.class_names = list(self.class_names)
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
         n = len(self.scores)
-        if not (len(self.boxes) == len(self.class_ids) == len(self.class_names) == n):
-            raise ValueError("boxes, scores, class_ids and class_names must have the same length")
+        if not (len(self.boxes_yxyx_px) == len(self.class_ids) == len(self.class_names) == n):
+            raise ValueError("boxes_yxyx_px, scores, class_ids and class_names must have the "
+                             "same length")
         if self.masks is not None:
             self.masks = np.asarray(self.masks).astype(bool, copy=False)
             if self.masks.shape != (n, *self.image_size):
@@ -63,7 +65,7 @@ class Detections:
     def select(self, keep: np.ndarray) -> "Detections":
         """A new Detections with the rows where ``keep`` (bool [N] or indices) holds."""
         idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, int)
-        return Detections(self.boxes[idx], self.scores[idx], self.class_ids[idx],
+        return Detections(self.boxes_yxyx_px[idx], self.scores[idx], self.class_ids[idx],
                           [self.class_names[i] for i in idx], self.image_size,
                           None if self.masks is None else self.masks[idx], dict(self.extras))
 
@@ -91,10 +93,12 @@ class Detections:
             raise ValueError(f"rles has {len(rles)} entries for {len(self)} detections")
         if rles is None and self.masks is not None:
             rles = self.mask_rles()
+        # w = xmax - xmin in float64, where the difference of two float32 values is exact;
+        # only the rounding to 0.01 px below is lossy.
+        boxes_xywh_px = yxyx_to_xywh(self.boxes_yxyx_px.astype(np.float64))
         for i in range(len(self)):
-            y0, x0, y1, x1 = (float(v) for v in self.boxes[i])
             d = {"image_id": int(image_id), "category_id": int(self.class_ids[i]),
-                 "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                 "bbox": [round(float(v), 2) for v in boxes_xywh_px[i]],
                  "score": round(float(self.scores[i]), 5)}
             if self.masks is not None:
                 d["segmentation"] = rles[i]
@@ -102,10 +106,11 @@ class Detections:
         return out
 
     def to_json(self) -> dict:
-        """A JSON-ready dict (masks as COCO RLE) for JSONL outputs."""
+        """A JSON-ready dict (masks as COCO RLE) for JSONL outputs: ``"boxes"`` holds
+        ``boxes_yxyx_px`` rounded to 0.01 px (the key is the file format's, unchanged)."""
         return {
             "image_size": list(self.image_size),
-            "boxes": [[round(float(v), 2) for v in b] for b in self.boxes],
+            "boxes": [[round(float(v), 2) for v in b] for b in self.boxes_yxyx_px],
             "scores": [round(float(s), 5) for s in self.scores],
             "class_ids": [int(c) for c in self.class_ids],
             "class_names": self.class_names,
@@ -119,7 +124,7 @@ class Detections:
         """
         if self.masks is None:
             raise ValueError("these detections have no masks")
-        return [box_mask_to_rle(m, b) for m, b in zip(self.masks, self.boxes)]
+        return [box_mask_to_rle(m, b) for m, b in zip(self.masks, self.boxes_yxyx_px)]
 
 
 def names_for(class_ids: Sequence[int], names_by_id: dict[int, str]) -> list[str]:

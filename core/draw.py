@@ -69,14 +69,16 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Sequence[int],
+def draw_instances(image: np.ndarray, boxes_yxyx_px: np.ndarray | None,
+                   class_ids: Sequence[int],
                    labels: Sequence[str], masks: np.ndarray | None = None,
                    alpha: float = 0.45, instance_colors: bool = False) -> np.ndarray:
     """Draw instances on a copy of ``image``.
 
     Args:
       image: uint8 [H, W, 3] RGB.
-      boxes: float [N, 4] (ymin, xmin, ymax, xmax) in pixels, or None.
+      boxes_yxyx_px: float [N, 4] (ymin, xmin, ymax, xmax) in pixels, or None (then the
+        box drawn is each mask's own extent).
       class_ids: N label-map ids (pick the color).
       labels: N strings written at each box's top-left ("bolt 0.93").
       masks: bool/uint8 [N, H, W] at image size, or None.
@@ -103,8 +105,8 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
         a = int(round(alpha * 256))
         for i in range(n):
             m = masks[i]
-            if boxes is not None:
-                y0, x0, y1, x1 = boxes[i]
+            if boxes_yxyx_px is not None:
+                y0, x0, y1, x1 = boxes_yxyx_px[i]
                 r0, c0 = max(0, int(np.floor(y0)) - 1), max(0, int(np.floor(x0)) - 1)
                 r1, c1 = min(h, int(np.ceil(y1)) + 1), min(w, int(np.ceil(x1)) + 1)
             else:
@@ -130,25 +132,26 @@ def draw_instances(image: np.ndarray, boxes: np.ndarray | None, class_ids: Seque
                 outlines.append((slice(r0, r1), slice(c0, c1), _outline(sm, line), color))
         for rows, cols, edge, color in outlines:
             out[rows, cols][edge] = color
-    if boxes is None and masks is None or n == 0:
+    if boxes_yxyx_px is None and masks is None or n == 0:
         return out
     size = max(10, round(min(h, w) / 40))
     font = _font(size)
     pad = 2 * line + 4
     for i in range(n):
         color = class_color(class_ids[i])
-        if boxes is not None:
-            y0, x0, y1, x1 = (float(v) for v in boxes[i])
+        if boxes_yxyx_px is not None:
+            y0, x0, y1, x1 = (float(v) for v in boxes_yxyx_px[i])
         else:
             ys = np.flatnonzero(masks[i].any(axis=1))
             xs = np.flatnonzero(masks[i].any(axis=0))
             if ys.size == 0:
                 continue
             y0, x0, y1, x1 = ys[0], xs[0], ys[-1] + 1, xs[-1] + 1
-        # Rectangles to draw: the box outline, then the label's background.
+        # Rectangles to draw, (xmin, ymin, xmax, ymax) pixels as PIL takes them: the box
+        # outline, then the label's background.
         rects = [([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], {"outline": color, "width": line})]
         if labels[i]:
-            tb = _text_box(labels[i], size)
+            tb = _text_box_xyxy_px(labels[i], size)
             tw, th = tb[2] - tb[0], tb[3] - tb[1]
             ty = y0 - th - 2 * line if y0 - th - 2 * line >= 0 else y0
             rects.append(([x0, ty, x0 + tw + 2 * line, ty + th + 2 * line], {"fill": color}))
@@ -187,9 +190,10 @@ def _blend_lut(color: tuple[int, int, int], a: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=4096)
-def _text_box(label: str, size: int) -> tuple[int, int, int, int]:
-    """The label's text bounding box at (0, 0) as Pillow's ``textbbox`` on an RGB image
-    gives it. Cached: labels repeat from frame to frame (class name + 2-digit score), and
-    measuring the text costs a third of drawing it."""
+def _text_box_xyxy_px(label: str, size: int) -> tuple[int, int, int, int]:
+    """The label's text bounding box at (0, 0), (left, top, right, bottom) pixels, as
+    Pillow's ``textbbox`` on an RGB image gives it. Cached: labels repeat from frame to
+    frame (class name + 2-digit score), and measuring the text costs a third of drawing
+    it."""
     return tuple(ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), label,
                                                                     font=_font(size)))

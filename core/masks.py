@@ -7,6 +7,8 @@ Conventions used everywhere in this project:
   An instance may have several polygons (parts); their union is the instance.
 - RLE is COCO's: ``{"size": [H, W], "counts": str}`` (compressed) or ``counts`` as a list
   of ints (uncompressed, column-major runs starting with zeros).
+- A box is named by its convention (``box_yxyx_px``, ``boxes_yxyx_norm``, ``box_xyxy_px``:
+  core/boxes.py).
 Rasterization is pycocotools' own, so masks written into TFRecords and the COCO ground
 truth JSON that evaluation reads agree pixel for pixel.
 """
@@ -62,23 +64,23 @@ def mask_to_rle(mask: np.ndarray) -> dict:
     return rle
 
 
-def box_mask_to_rle(mask: np.ndarray, box: Sequence[float]) -> dict:
+def box_mask_to_rle(mask: np.ndarray, box_yxyx_px: Sequence[float]) -> dict:
     """:func:`mask_to_rle` of a mask that lies inside its box, encoding only the
     box's window: the same compressed COCO RLE (``{"size": [H, W], "counts": str}``),
     character for character, as pycocotools' ``encode`` of the whole mask.
 
     Args:
       mask: bool [H, W] at image size.
-      box: (ymin, xmin, ymax, xmax) in pixels; the window is the box grown by 1 px (as
+      box_yxyx_px: (ymin, xmin, ymax, xmax) in pixels; the window is the box grown by 1 px (as
         ``core.draw`` blends it), clipped to the image.
     A mask with pixels outside that window is encoded whole (same result, full cost).
 
     Why: the annotator RLE-encodes every mask of every frame for its JSONL on the 2 cores
-    the model runs on (issue 7); encoding a full [H, W] copy per mask cost ~0.5 ms at
-    640x480, the window alone a fraction of it.
+    the model runs on (docs/DESIGN_NOTES.md, Video and annotate); encoding a full [H, W]
+    copy per mask cost ~0.5 ms at 640x480, the window alone a fraction of it.
     """
     h, w = mask.shape
-    y0, x0, y1, x1 = (float(v) for v in box)
+    y0, x0, y1, x1 = (float(v) for v in box_yxyx_px)
     if mask.dtype != bool or not all(map(math.isfinite, (y0, x0, y1, x1))):
         return mask_to_rle(mask)
     r0, c0 = max(0, math.floor(y0) - 1), max(0, math.floor(x0) - 1)
@@ -114,9 +116,9 @@ def mask_area(mask: np.ndarray) -> int:
     return int(np.count_nonzero(mask))
 
 
-def mask_bbox(mask: np.ndarray) -> tuple[float, float, float, float] | None:
-    """Tight box of a mask as (xmin, ymin, xmax, ymax) in pixel-edge coordinates
-    (xmax = last column + 1), or None for an empty mask."""
+def mask_box_xyxy_px(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """Tight box of a mask, ``box_xyxy_px``: (xmin, ymin, xmax, ymax) in pixel-edge
+    coordinates (xmax = last column + 1), or None for an empty mask."""
     ys = np.flatnonzero(mask.any(axis=1))
     if ys.size == 0:
         return None
@@ -135,17 +137,18 @@ _PLTE_0_1 = _png_chunk(b"PLTE", b"\x00\x00\x00\x01\x01\x01")
 _IEND = _png_chunk(b"IEND", b"")
 
 
-def encode_mask_png(mask: np.ndarray, box: tuple[float, float, float, float] | None = None
+def encode_mask_png(mask: np.ndarray,
+                    box_xyxy_px: tuple[float, float, float, float] | None = None
                     ) -> bytes:
     """Encode a binary [H, W] mask (any value > 0 is foreground; C or Fortran order) as a
     1-bit palette PNG that decodes to pixel values exactly 0/1.
 
     Args:
       mask: [H, W] uint8 or bool.
-      box: optional (xmin, ymin, xmax, ymax) in pixel edges (as :func:`mask_bbox`, or
-        pycocotools ``toBbox`` converted) containing every foreground pixel: when the
-        caller has it from the RLE, it saves a pass over the mask. Pixels outside it are
-        written as 0.
+      box_xyxy_px: optional (xmin, ymin, xmax, ymax) in pixel edges (as
+        :func:`mask_box_xyxy_px`, or pycocotools ``toBbox`` converted) containing every
+        foreground pixel: when the caller has it from the RLE, it saves a pass over the
+        mask. Pixels outside it are written as 0.
     Returns:
       PNG bytes: bit depth 1, color type 3 (palette), palette (0, 0, 0), (1, 1, 1).
 
@@ -154,26 +157,27 @@ def encode_mask_png(mask: np.ndarray, box: tuple[float, float, float, float] | N
     would become a mask target of 255 (the mask loss goes negative). Model Garden's own
     converter writes 8-bit 0/1 PNGs.
     Why a 1-bit *palette* PNG: one bit per pixel is 8x less data to deflate than 8-bit
-    grayscale (issue 3: PNG-encoding full-size masks is where converters spend their
-    time). A 1-bit *grayscale* PNG would not do: libpng expands it to 0/255. A palette
-    image is expanded by its palette instead, (1, 1, 1) -> RGB (1, 1, 1) -> gray 1 (libpng
-    keeps gray = R when R = G = B; PIL's "L" conversion gives 1 too), so TensorFlow
-    (``decode_png`` / ``decode_image`` with ``channels=1``, as Model Garden and the TF
-    Object Detection API read masks), PIL and :func:`decode_mask_png` all get 0/1
-    (tests/test_masks.py). Rows use PNG filter "None" and zlib's run-length strategy:
-    a mask row is long runs of one value.
+    grayscale (docs/DESIGN_NOTES.md, Core: PNG-encoding full-size masks is where
+    converters spend their time). A 1-bit *grayscale* PNG would not do: libpng expands it
+    to 0/255. A palette image is expanded by its palette instead, (1, 1, 1) -> RGB
+    (1, 1, 1) -> gray 1 (libpng keeps gray = R when R = G = B; PIL's "L" conversion gives 1
+    too), so TensorFlow (``decode_png`` / ``decode_image`` with ``channels=1``, as Model
+    Garden and the TF Object Detection API read masks), PIL and :func:`decode_mask_png` all
+    get 0/1 (tests/test_masks.py). Rows use PNG filter "None" and zlib's run-length
+    strategy: a mask row is long runs of one value.
     """
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"mask must be [H, W], got shape {mask.shape}")
     h, w = mask.shape
     raw = np.zeros((h, 1 + (w + 7) // 8), np.uint8)  # column 0: filter type "None"
-    if box is None:
-        box = mask_bbox(mask)
-    if box is not None:
-        x0 = max(0, int(box[0])) // 8 * 8  # whole bytes: a row's bits are packed 8 per byte
-        y0, x1, y1 = max(0, int(box[1])), min(w, int(math.ceil(box[2]))), \
-            min(h, int(math.ceil(box[3])))
+    if box_xyxy_px is None:
+        box_xyxy_px = mask_box_xyxy_px(mask)
+    if box_xyxy_px is not None:
+        bx0, by0, bx1, by1 = box_xyxy_px
+        x0 = max(0, int(bx0)) // 8 * 8  # whole bytes: a row's bits are packed 8 per byte
+        y0, x1, y1 = max(0, int(by0)), min(w, int(math.ceil(bx1))), \
+            min(h, int(math.ceil(by1)))
         if x1 > x0 and y1 > y0:
             # pycocotools decodes to column-major arrays, and packbits is ~20x faster on
             # contiguous rows: copy only the box. (packbits maps any non-zero to 1.)
@@ -196,8 +200,8 @@ def decode_mask_png(data: bytes) -> np.ndarray:
     return (arr > 0).astype(np.uint8)
 
 
-def paste_box_masks(box_masks: np.ndarray, boxes: np.ndarray, height: int, width: int
-                    ) -> np.ndarray:
+def paste_box_masks(box_masks: np.ndarray, boxes_yxyx_norm: np.ndarray, height: int,
+                    width: int) -> np.ndarray:
     """Paste box-relative masks into the full image and threshold them: exactly the pixels
     of the TF Object Detection API's ``reframe_box_masks_to_image_masks`` (bilinear
     ``tf.image.crop_and_resize`` of the image's unit box in each box's frame, zero outside
@@ -205,29 +209,32 @@ def paste_box_masks(box_masks: np.ndarray, boxes: np.ndarray, height: int, width
 
     Args:
       box_masks: float32 [N, mh, mw], mask probabilities covering each box.
-      boxes: float32 [N, 4], (ymin, xmin, ymax, xmax) normalized to [0, 1] by image size.
+      boxes_yxyx_norm: float32 [N, 4], (ymin, xmin, ymax, xmax) normalized to [0, 1] by
+        image size.
       height, width: output image size in pixels.
     Returns:
       bool [N, height, width].
 
-    Why this shape of code (issue 6 benchmark, 100 detections at 640x480): the kernel's
-    float32 operations are repeated in its order (samples ``r0 * (in - 1) + i * scale``,
-    then x on the mask rows, then y), so the result is bit-identical, but only over each
-    box's own window. Measured here: ~16 ms for 100 masks of ~120x120 px, half of it
-    zeroing the 30 MB output (an anonymous mmap, zero pages touched on demand, was slower:
-    page faults cost ~10 us each in this VM), where interpolating whole images took ~50.
+    Why this shape of code (docs/DESIGN_NOTES.md, Export and inference; 100 detections at
+    640x480): the kernel's float32 operations are repeated in its order (samples
+    ``r0 * (in - 1) + i * scale``, then x on the mask rows, then y), so the result is
+    bit-identical, but only over each box's own window. Measured here: ~16 ms for 100
+    masks of ~120x120 px, half of it zeroing the 30 MB output (an anonymous mmap, zero
+    pages touched on demand, was slower: page faults cost ~10 us each in this VM), where
+    interpolating whole images took ~50.
     """
     box_masks = np.asarray(box_masks, np.float32)
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    boxes_yxyx_norm = np.asarray(boxes_yxyx_norm, np.float32).reshape(-1, 4)
     n = box_masks.shape[0]
     out = np.zeros((n, height, width), bool)
     if n == 0:
         return out
     mh, mw = box_masks.shape[1:3]
     one, tiny = np.float32(1.0), np.float32(1e-12)
-    y0, x0, y1, x1 = boxes.T
-    # Model Garden's paste_instance_masks_v2 crashes on zero-height boxes (issue 6); the
-    # guard keeps the division finite and such a box samples at most one row.
+    y0, x0, y1, x1 = boxes_yxyx_norm.T
+    # Model Garden's paste_instance_masks_v2 crashes on zero-height boxes (docs/
+    # DESIGN_NOTES.md, Export and inference); the guard keeps the division finite and such a
+    # box samples at most one row.
     bh, bw = np.maximum(y1 - y0, tiny), np.maximum(x1 - x0, tiny)
     # The image's unit box expressed in each box's own normalized frame (the crop box the
     # OD API passes to crop_and_resize); then the sample position of every output pixel.

@@ -27,8 +27,8 @@ def annotation_from_rle(rle: dict, category_id: int, is_crowd: bool) -> dict:
 
     ``bbox`` is [x, y, w, h] in pixel edges (a mask covering column 0 only has w = 1) and
     ``area`` the pixel count, both computed from the runs by pycocotools (C): the same
-    numbers as core.masks.mask_bbox and a count of the decoded mask's pixels, without two
-    more passes over H x W. The mask must not be empty.
+    numbers as core.masks.mask_box_xyxy_px (as x, y, w, h) and a count of the decoded
+    mask's pixels, without two more passes over H x W. The mask must not be empty.
     """
     c_rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
     x, y, w, h = (float(v) for v in mask_utils.toBbox(c_rle))

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from maskrcnn_toolkit.core.atomic import atomic_write, refuse_existing
+from maskrcnn_toolkit.core.boxes import denormalize_yxyx
 from maskrcnn_toolkit.core.dataset_folder import MADE_BY, DatasetFolder
 from maskrcnn_toolkit.core.draw import draw_instances
 from maskrcnn_toolkit.core.errors import UserError
@@ -25,8 +26,9 @@ from maskrcnn_toolkit.core.label_map import read_label_map
 def decoded_examples(data, split: str = "train", n: int | None = None):
     """Yield Model Garden-decoded examples of ``split`` as numpy dicts.
 
-    Each dict: image uint8 [H, W, 3]; boxes float32 [N, 4] (ymin, xmin, ymax, xmax) in
-    pixels; classes int64 [N]; is_crowd bool [N]; masks bool [N, H, W]; source_id str.
+    Each dict: image uint8 [H, W, 3]; boxes_yxyx_px float32 [N, 4] (ymin, xmin, ymax, xmax)
+    in pixels, from Model Garden's normalized ``groundtruth_boxes``; classes int64 [N];
+    is_crowd bool [N]; masks bool [N, H, W]; source_id str.
     """
     import tensorflow as tf
     from official.vision.dataloaders.tf_example_decoder import TfExampleDecoder
@@ -45,27 +47,28 @@ def decoded_examples(data, split: str = "train", n: int | None = None):
         yield {
             "source_id": ex["source_id"].numpy().decode(),
             "image": ex["image"].numpy(),
-            "boxes": ex["groundtruth_boxes"].numpy() * np.array([h, w, h, w], np.float32),
+            "boxes_yxyx_px": denormalize_yxyx(ex["groundtruth_boxes"].numpy(), h, w),
             "classes": ex["groundtruth_classes"].numpy(),
             "is_crowd": ex["groundtruth_is_crowd"].numpy(),
             "masks": ex["groundtruth_instance_masks"].numpy() > 0,
         }
 
 
-def _fit(image: np.ndarray, boxes: np.ndarray, masks: np.ndarray, cell: int):
+def _fit(image: np.ndarray, boxes_yxyx_px: np.ndarray, masks: np.ndarray, cell: int):
     """Scale an image (bilinear), its pixel boxes and bool masks (nearest) to fit a
-    ``cell`` square, before drawing, so that lines and text keep a readable size."""
+    ``cell`` square, before drawing, so that lines and text keep a readable size:
+    (image, boxes_yxyx_px, masks) scaled."""
     h, w = image.shape[:2]
     s = cell / max(h, w)
     if abs(s - 1) < 1e-6:
-        return image, boxes, masks
+        return image, boxes_yxyx_px, masks
     nh, nw = max(1, round(h * s)), max(1, round(w * s))
     image = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
     masks = np.stack([np.asarray(Image.fromarray(m.astype(np.uint8)).resize((nw, nh),
                                                                            Image.NEAREST))
                       for m in masks]).astype(bool) if len(masks) else \
         np.zeros((0, nh, nw), bool)
-    return image, boxes * np.float32(s), masks
+    return image, boxes_yxyx_px * np.float32(s), masks
 
 
 GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
@@ -101,9 +104,9 @@ def preview(data, out, n: int = 16, split: str = "train", overwrite: bool = Fals
     for ex in decoded_examples(data, split, n):
         labels = [names.get(int(c), f"class_{int(c)}") + (" (crowd)" if crowd else "")
                   for c, crowd in zip(ex["classes"], ex["is_crowd"])]
-        image, boxes, masks = _fit(ex["image"], ex["boxes"], ex["masks"], cell)
-        tiles.append(Image.fromarray(draw_instances(image, boxes, ex["classes"], labels, masks,
-                                                    instance_colors=True)))
+        image, boxes_yxyx_px, masks = _fit(ex["image"], ex["boxes_yxyx_px"], ex["masks"], cell)
+        tiles.append(Image.fromarray(draw_instances(image, boxes_yxyx_px, ex["classes"], labels,
+                                                    masks, instance_colors=True)))
     if not tiles:
         raise UserError(f"{data}: the {split} shards hold no records")
     cols = math.ceil(math.sqrt(len(tiles)))

@@ -19,17 +19,19 @@ from typing import Sequence
 
 import numpy as np
 
+from maskrcnn_toolkit.core.boxes import normalize_yxyx, xyxy_to_yxyx
+
 
 @dataclass
 class Instance:
     """One annotated object as a reader found it, before validation.
 
-    Exactly one of ``polygons`` / ``rle`` / ``bbox`` describes the shape:
+    Exactly one of ``polygons`` / ``rle`` / ``box_xywh_px`` describes the shape:
       polygons: list of flat [x0, y0, x1, y1, ...] pixel lists (several = one multi-part
         instance).
       rle: COCO RLE dict ({"size": [H, W], "counts": str | list[int]}).
-      bbox: (x, y, w, h) pixels, for box-only annotations (refused unless the user asks to
-        use the box as a polygon).
+      box_xywh_px: COCO's (x, y, w, h) pixels, for box-only annotations (refused unless the
+        user asks to use the box as a polygon).
     ``source`` says where in the annotation file it came from, for the report.
     ``default_label``: the annotation names no class and ``label`` is the reader's
     ``--default-label`` (VIA regions without attributes); counted in the summary.
@@ -38,7 +40,7 @@ class Instance:
     label: str
     polygons: list[list[float]] | None = None
     rle: dict | None = None
-    bbox: tuple[float, float, float, float] | None = None
+    box_xywh_px: tuple[float, float, float, float] | None = None
     is_crowd: bool = False
     source: str = ""
     attributes: dict = field(default_factory=dict)
@@ -139,22 +141,25 @@ def _int_feature(values: Sequence[int]) -> bytes:
 
 
 def encode_example(*, image_bytes: bytes, image_format: str, height: int, width: int,
-                   image_id: int, file_name: str, boxes: np.ndarray, class_ids: Sequence[int],
-                   class_names: Sequence[str], is_crowd: Sequence[bool], areas: Sequence[float],
+                   image_id: int, file_name: str, boxes_xyxy_px: np.ndarray,
+                   class_ids: Sequence[int], class_names: Sequence[str],
+                   is_crowd: Sequence[bool], areas: Sequence[float],
                    mask_pngs: Sequence[bytes]) -> bytes:
     """Serialize one image and its instances as a tf.Example (without importing TensorFlow).
 
     Args:
       image_bytes: the encoded image (JPEG or PNG), RGB, already EXIF-transposed.
       image_format: "jpeg" or "png".
-      boxes: float [N, 4] as (xmin, ymin, xmax, ymax) in pixels; normalized here.
+      boxes_xyxy_px: float [N, 4] as (xmin, ymin, xmax, ymax) in pixels; written normalized
+        (``image/object/bbox/*``, divided by the image width / height in float64).
       class_ids: N label-map ids (1..N); class_names: the matching names.
       is_crowd: N flags; areas: N mask areas in pixels.
       mask_pngs: N PNGs of shape [height, width], values 0/1.
     Returns:
       The serialized tf.Example (``tf.train.Example.FromString`` reads it).
     """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    boxes_yxyx_norm = normalize_yxyx(
+        xyxy_to_yxyx(np.asarray(boxes_xyxy_px, np.float64).reshape(-1, 4)), height, width)
     feats = {
         "image/encoded": _bytes_feature([image_bytes]),
         "image/format": _bytes_feature([image_format.encode()]),
@@ -162,10 +167,10 @@ def encode_example(*, image_bytes: bytes, image_format: str, height: int, width:
         "image/width": _int_feature([width]),
         "image/source_id": _bytes_feature([str(image_id).encode()]),
         "image/filename": _bytes_feature([file_name.encode("utf-8")]),
-        "image/object/bbox/xmin": _float_feature(boxes[:, 0] / width),
-        "image/object/bbox/ymin": _float_feature(boxes[:, 1] / height),
-        "image/object/bbox/xmax": _float_feature(boxes[:, 2] / width),
-        "image/object/bbox/ymax": _float_feature(boxes[:, 3] / height),
+        "image/object/bbox/xmin": _float_feature(boxes_yxyx_norm[:, 1]),
+        "image/object/bbox/ymin": _float_feature(boxes_yxyx_norm[:, 0]),
+        "image/object/bbox/xmax": _float_feature(boxes_yxyx_norm[:, 3]),
+        "image/object/bbox/ymax": _float_feature(boxes_yxyx_norm[:, 2]),
         "image/object/class/label": _int_feature(class_ids),
         "image/object/class/text": _bytes_feature([n.encode("utf-8") for n in class_names]),
         "image/object/is_crowd": _int_feature([int(bool(c)) for c in is_crowd]),

@@ -30,8 +30,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from maskrcnn_toolkit.core.atomic import atomic_dir, atomic_write
+from maskrcnn_toolkit.core.boxes import xyxy_to_xywh
 from maskrcnn_toolkit.core.errors import UserError
-from maskrcnn_toolkit.core.masks import mask_bbox, mask_to_rle, polygons_to_mask
+from maskrcnn_toolkit.core.masks import mask_box_xyxy_px, mask_to_rle, polygons_to_mask
 from maskrcnn_toolkit.dataset_tools.coco_gt import splice_lines
 
 # Category ids follow sorted names: the same ids `convert` gives when no --label-map is set.
@@ -451,10 +452,10 @@ def _draw_clutter(rng, img: np.ndarray, scale: float) -> np.ndarray:
 # --------------------------------------------------------------------------- rendering
 def _paint_part(img: np.ndarray, part: Part, mask: np.ndarray, cx, cy, angle) -> None:
     """Paint ``part`` into float32 [H, W, 3] ``img`` exactly on the pixels of ``mask``."""
-    box = mask_bbox(mask)
-    if box is None:
+    box_xyxy_px = mask_box_xyxy_px(mask)
+    if box_xyxy_px is None:
         return
-    x0, y0, x1, y1 = (int(b) for b in box)
+    x0, y0, x1, y1 = (int(b) for b in box_xyxy_px)
     m = mask[y0:y1, x0:x1].view(bool)
     ys, xs = np.nonzero(m)  # shade only the part's own pixels (elementwise shaders)
     dx = xs.astype(np.float32) + np.float32(x0 + 0.5 - cx)
@@ -535,7 +536,7 @@ def render_scene(rng: np.random.Generator, height: int, width: int, paint_parts:
     n_parts = int(rng.integers(MIN_PARTS, MAX_PARTS + 1))
     owner = np.full((height, width), -1, np.int16)  # which part shows at each pixel
     placed: list[Placed] = []
-    boxes: list[tuple[int, int, int, int]] = []  # integer pixel boxes (x0, y0, x1, y1)
+    boxes_xyxy_px: list[tuple[int, int, int, int]] = []  # integer pixel edges
     visible = []  # visible pixel count per placed part
     for _ in range(n_parts):
         name = _sample_class(rng)
@@ -563,15 +564,17 @@ def render_scene(rng: np.random.Generator, height: int, width: int, paint_parts:
             else:
                 cx = float(np.round(rng.uniform(xmin, xmax), 2))
                 cy = float(np.round(rng.uniform(ymin, ymax), 2))
-            box = (int(cx + lo[0]) - 1, int(cy + lo[1]) - 1,
-                   int(cx + hi[0]) + 2, int(cy + hi[1]) + 2)
+            box_xyxy_px = (int(cx + lo[0]) - 1, int(cy + lo[1]) - 1,
+                           int(cx + hi[0]) + 2, int(cy + hi[1]) + 2)
             # Only parts whose boxes meet can share pixels: the masks decide for those
             # (boxes of touching parts overlap while their masks do not).
-            near = any(b[0] < box[2] and box[0] < b[2] and b[1] < box[3] and box[1] < b[3]
-                       for b in boxes)
+            near = any(b[0] < box_xyxy_px[2] and box_xyxy_px[0] < b[2]
+                       and b[1] < box_xyxy_px[3] and box_xyxy_px[1] < b[3]
+                       for b in boxes_xyxy_px)
             polys = part.world_polygons(cx, cy, angle)
             mask = polygons_to_mask(polys, height, width)
-            x0, y0, x1, y1 = max(box[0], 0), max(box[1], 0), box[2], box[3]
+            x0, y0, x1, y1 = (max(box_xyxy_px[0], 0), max(box_xyxy_px[1], 0), box_xyxy_px[2],
+                              box_xyxy_px[3])
             m = mask[y0:y1, x0:x1].view(bool)
             if near:
                 under = owner[y0:y1, x0:x1][m]
@@ -586,7 +589,7 @@ def render_scene(rng: np.random.Generator, height: int, width: int, paint_parts:
             owner[y0:y1, x0:x1][m] = len(placed)
             placed.append(Placed(name, polys, mask, part, cx, cy, angle, int(m.sum())))
             visible.append(placed[-1].area)
-            boxes.append(box)
+            boxes_xyxy_px.append(box_xyxy_px)
             break
 
     img = _background(rng, height, width)
@@ -611,13 +614,13 @@ def _annotation(ann_id: int, image_id: int, placed: Placed, visible: np.ndarray)
     """COCO annotation: the polygons when the part is fully visible (they rasterize to
     exactly ``visible``), else the visible pixels as compressed RLE."""
     area = int(np.count_nonzero(visible))
-    x0, y0, x1, y1 = mask_bbox(visible)
+    box_xywh_px = xyxy_to_xywh(mask_box_xyxy_px(visible))
     if area == placed.area:
         seg = placed.polygons
     else:
         seg = mask_to_rle(visible)
     return {"id": ann_id, "image_id": image_id, "category_id": CATEGORY_IDS[placed.name],
-            "segmentation": seg, "area": area, "bbox": [x0, y0, x1 - x0, y1 - y0],
+            "segmentation": seg, "area": area, "bbox": [float(v) for v in box_xywh_px],
             "iscrowd": 0}
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 
+from maskrcnn_toolkit.core.boxes import xywh_to_xyxy
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.images import SIXTEEN_BIT_MODES, has_alpha, to_rgb
 from maskrcnn_toolkit.core.json_files import read_json
@@ -278,8 +279,8 @@ def instance_mask(inst: Instance, h: int, w: int, report) -> tuple[np.ndarray, d
         if not mask.any():
             raise _Refuse(f"RLE size {size}", "RLE mask is empty (zero area)")
         return mask, mask_to_rle(mask)  # canonical compressed RLE of exactly this mask
-    if inst.bbox is not None:
-        raise _Refuse(short(list(inst.bbox)), "box-only annotation (no polygon or mask); "
+    if inst.box_xywh_px is not None:
+        raise _Refuse(short(list(inst.box_xywh_px)), "box-only annotation (no polygon or mask); "
                       "pass --box-as-polygon to use the box as a rectangle mask")
     raise _Refuse("none", "instance has no polygon, mask or box")
 
@@ -346,8 +347,8 @@ def process_record(rec: ImageRecord, image_id: int, opts: ValidateOptions) -> Im
                               f"it to --label-map or fix the annotation")
             mask, rle = instance_mask(inst, h, w, report)
             ann = annotation_from_rle(rle, opts.ids_by_name[inst.label], inst.is_crowd)
-            x, y, bw, bh = ann["bbox"]  # from the runs: no pass over the [h, w] mask
-            png = encode_mask_png(mask, box=(x, y, x + bw, y + bh))
+            # COCO's bbox, from the runs: no pass over the [h, w] mask
+            png = encode_mask_png(mask, box_xyxy_px=xywh_to_xyxy(ann["bbox"]))
             # Equal masks give equal PNG bytes (deterministic encoder): hash those.
             key = (inst.label, hashlib.blake2b(png, digest_size=16).digest())
             if key in seen:
@@ -378,11 +379,10 @@ def process_record(rec: ImageRecord, image_id: int, opts: ValidateOptions) -> Im
     elif not pngs:
         find(WARNING, rec.file_name, "0 instances",
              "image has no annotated objects; kept as a negative example")
-    boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
-                       a["bbox"][1] + a["bbox"][3]] for a in anns], np.float64).reshape(-1, 4)
+    boxes_xyxy_px = xywh_to_xyxy(np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4))
     res.record = frame_record(encode_example(
         image_bytes=data, image_format=fmt, height=h, width=w, image_id=image_id,
-        file_name=rec.file_name, boxes=boxes, class_ids=ids, class_names=names,
+        file_name=rec.file_name, boxes_xyxy_px=boxes_xyxy_px, class_ids=ids, class_names=names,
         is_crowd=crowd, areas=[a["area"] for a in anns],
         mask_pngs=pngs))
     res.annotations = anns

@@ -8,7 +8,8 @@ grow with the video. The predictor is any callable and the pipeline a generator,
 caller keeps the file I/O (annotate_video, annotate_images, a user's own loop); see
 docs/DESIGN_NOTES.md, Video and annotate, for why threads and not processes.
 
-Boxes are (ymin, xmin, ymax, xmax) in pixels of the displayed frame (core.detections).
+Boxes are ``Detections.boxes_yxyx_px``: (ymin, xmin, ymax, xmax) in pixels of the displayed
+frame; the JSONL's ``"boxes"`` holds them rounded to 0.01 px.
 """
 from __future__ import annotations
 
@@ -221,5 +222,5 @@ def _batch_function(predictor) -> Callable[[list], list]:
 def draw_detections(image: np.ndarray, det: Detections) -> np.ndarray:
     """Draw ``det`` on a copy of ``image`` (uint8 [H, W, 3] RGB): masks, boxes, "name 0.93"."""
     labels = [f"{n} {s:.2f}" for n, s in zip(det.class_names, det.scores)]
-    return draw_instances(image, det.boxes, det.class_ids, labels, det.masks)
+    return draw_instances(image, det.boxes_yxyx_px, det.class_ids, labels, det.masks)
 

@@ -27,8 +27,8 @@ Box-relative masks are pasted as the OD API's reframing does, thresholded at > 0
 (``core.masks.paste_box_masks``: the same pixels as ``crop_and_resize``, computed over
 each box's window only), after the score threshold and class filter, so only the kept
 rows are pasted (models return up to 100 rows, mostly low scores). Whatever the model,
-the result is ``core.detections.Detections``: boxes float32 (ymin, xmin, ymax, xmax) in
-pixels of the image passed in, bool masks [N, H, W] at that size (None for a box-only
+the result is ``core.detections.Detections``: ``boxes_yxyx_px`` float32 (ymin, xmin, ymax,
+xmax) in pixels of the image passed in, bool masks [N, H, W] at that size (None for a box-only
 model), label-map ids and names. Masks from an export without ``image_tensor_box_masks``
 are read-only views of the SavedModel's output: ``.copy()`` them before changing them in
 place.
@@ -44,6 +44,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from maskrcnn_toolkit.core.boxes import denormalize_yxyx, normalize_yxyx
 from maskrcnn_toolkit.core.detections import Detections
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.label_map import LabelMap, read_label_map
@@ -63,7 +64,7 @@ def _tf():
 
 # --------------------------------------------------------------------------- backends
 # Each backend maps ``(batch, score_threshold)``, batch uint8 [B, H, W, 3] (one size), to
-# B tuples (boxes px float32 [n, 4], scores float32 [n], class ids int32 [n], masks), masks
+# B tuples (boxes_yxyx_px float32 [n, 4], scores float32 [n], class ids int32 [n], masks), masks
 # being 0/1 uint8 [n, H, W] (already at image size), a _BoxMasks (pasted later, kept rows
 # only) or None (a box-only model). ``score_threshold`` is a hint: a backend may leave out
 # rows scoring below it (our export does, so it pastes no mask it would throw away); the
@@ -71,14 +72,15 @@ def _tf():
 
 class _BoxMasks:
     """Box-relative masks not yet pasted: ``box_masks`` float32 [n, mh, mw] probabilities
-    covering ``boxes`` float32 [n, 4] (ymin, xmin, ymax, xmax) normalized by image size."""
+    covering ``boxes_yxyx_norm`` float32 [n, 4] (ymin, xmin, ymax, xmax) normalized by image
+    size."""
 
-    def __init__(self, box_masks: np.ndarray, boxes: np.ndarray):
-        self.box_masks, self.boxes = box_masks, boxes
+    def __init__(self, box_masks: np.ndarray, boxes_yxyx_norm: np.ndarray):
+        self.box_masks, self.boxes_yxyx_norm = box_masks, boxes_yxyx_norm
 
     def paste(self, rows: np.ndarray, height: int, width: int) -> np.ndarray:
         """bool [len(rows), height, width]: the given rows only, pasted and > 0.5."""
-        return paste_box_masks(self.box_masks[rows], self.boxes[rows], height, width)
+        return paste_box_masks(self.box_masks[rows], self.boxes_yxyx_norm[rows], height, width)
 
 
 class _ExportBackend:
@@ -102,15 +104,14 @@ class _ExportBackend:
         # np.asarray shares the output tensors' buffers; .numpy() would copy them (pasted
         # masks are [B, N, H, W]: 30 MB for 100 detections at 640x480).
         out = {k: np.asarray(v) for k, v in out.items()}
-        scale = np.array([h, w, h, w], np.float32)
         res = []
         for b in range(len(batch)):
             n = int(out["num_detections"][b])
-            boxes, masks = out["detection_boxes"][b, :n], out["detection_masks"][b, :n]
+            boxes_yxyx_px, masks = out["detection_boxes"][b, :n], out["detection_masks"][b, :n]
             if self.box_masks_fn is not None:
                 # boxes / size in float32: the normalized boxes the in-graph paste uses.
-                masks = _BoxMasks(masks, boxes / scale)
-            res.append((boxes, out["detection_scores"][b, :n],
+                masks = _BoxMasks(masks, normalize_yxyx(boxes_yxyx_px, h, w))
+            res.append((boxes_yxyx_px, out["detection_scores"][b, :n],
                         out["detection_classes"][b, :n], masks))
         return res
 
@@ -119,14 +120,14 @@ def _od_api_to_results(out: dict, h: int, w: int) -> list:
     """OD API outputs (numpy, normalized boxes, float classes, box-relative masks) → the
     backend tuples; masks stay box-relative (:class:`_BoxMasks`) until rows are chosen."""
     res = []
-    scale = np.array([h, w, h, w], np.float32)
     for b in range(out["detection_boxes"].shape[0]):
         n = int(out["num_detections"][b])
-        nboxes = out["detection_boxes"][b, :n].astype(np.float32)
+        boxes_yxyx_norm = out["detection_boxes"][b, :n].astype(np.float32)
         masks = None
         if "detection_masks" in out:
-            masks = _BoxMasks(np.asarray(out["detection_masks"][b, :n], np.float32), nboxes)
-        res.append((nboxes * scale, out["detection_scores"][b, :n],
+            masks = _BoxMasks(np.asarray(out["detection_masks"][b, :n], np.float32),
+                              boxes_yxyx_norm)
+        res.append((denormalize_yxyx(boxes_yxyx_norm, h, w), out["detection_scores"][b, :n],
                     np.rint(out["detection_classes"][b, :n]).astype(np.int32), masks))
     return res
 
@@ -358,7 +359,7 @@ class Predictor:
     def _to_detections(self, raw, size) -> Detections:
         """Filter first (score threshold, classes), then paste box-relative masks of the
         kept rows only: the result equals pasting every row and ``Detections.filter``."""
-        boxes, scores, class_ids, masks = raw
+        boxes_yxyx_px, scores, class_ids, masks = raw
         names = [self.label_map.name(c) for c in class_ids]
         rows = np.flatnonzero(self._keep(scores, class_ids, names))
         if isinstance(masks, _BoxMasks):
@@ -369,7 +370,7 @@ class Predictor:
             # Kept rows are usually a prefix (scores come sorted): a view, not a copy.
             prefix = len(rows) == 0 or rows[-1] == len(rows) - 1
             masks = masks[:len(rows)] if prefix else masks[rows]
-        return Detections(boxes[rows], scores[rows], class_ids[rows],
+        return Detections(boxes_yxyx_px[rows], scores[rows], class_ids[rows],
                           [names[i] for i in rows], size, masks)
 
     def _keep(self, scores: np.ndarray, class_ids: np.ndarray, names: list[str]) -> np.ndarray:

@@ -9,7 +9,8 @@ renamed at the end), with a progress bar and a
 arguments and calls it. An input that fails to decode part-way leaves its outputs under
 ``*.partial.*`` names (docs/DESIGN_NOTES.md, Video and annotate).
 
-Boxes are (ymin, xmin, ymax, xmax) in pixels of the displayed frame (core.detections).
+Boxes are ``Detections.boxes_yxyx_px``: (ymin, xmin, ymax, xmax) in pixels of the displayed
+frame; the JSONL's ``"boxes"`` holds them rounded to 0.01 px.
 """
 from __future__ import annotations
 

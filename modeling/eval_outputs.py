@@ -34,13 +34,15 @@ VISUAL_THRESHOLD = 0.5  # what the side-by-side images show; scoring uses every 
 
 
 def gt_instances_for_drawing(gt: dict, image_id: int, height: int, width: int):
-    """(boxes [N, 4] ymin, xmin, ymax, xmax pixels; class ids; names; masks uint8
-    [N, H, W]) of one image's ground truth, for the side-by-side pictures."""
+    """(boxes_yxyx_px float32 [N, 4] (ymin, xmin, ymax, xmax) pixels, from COCO's
+    [x, y, w, h]; class ids; names; masks uint8 [N, H, W]) of one image's ground truth, for
+    the side-by-side pictures."""
+    from maskrcnn_toolkit.core.boxes import xywh_to_yxyx
     from maskrcnn_toolkit.core.masks import polygons_to_mask, rle_to_mask
     names = {c["id"]: str(c["name"]) for c in gt["categories"]}
     anns = [a for a in gt["annotations"] if a["image_id"] == image_id]
-    boxes = np.array([[a["bbox"][1], a["bbox"][0], a["bbox"][1] + a["bbox"][3],
-                       a["bbox"][0] + a["bbox"][2]] for a in anns], np.float32).reshape(-1, 4)
+    boxes_yxyx_px = xywh_to_yxyx(np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
+                                 ).astype(np.float32)
     masks = np.zeros((len(anns), height, width), np.uint8)
     for k, a in enumerate(anns):
         seg = a.get("segmentation")
@@ -51,7 +53,7 @@ def gt_instances_for_drawing(gt: dict, image_id: int, height: int, width: int):
     ids = [a["category_id"] for a in anns]
     labels = [names.get(i, f"class_{i}") + (" (crowd)" if a["iscrowd"] else "")
               for i, a in zip(ids, anns)]
-    return boxes, ids, labels, masks
+    return boxes_yxyx_px, ids, labels, masks
 
 
 def side_by_side(image: np.ndarray, gt: dict, image_id: int, dets) -> np.ndarray:
@@ -62,10 +64,10 @@ def side_by_side(image: np.ndarray, gt: dict, image_id: int, dets) -> np.ndarray
     image's annotations and the categories; ``dets`` the image's ``Detections``."""
     from maskrcnn_toolkit.core.draw import draw_instances
     h, w = image.shape[:2]
-    boxes, ids, labels, masks = gt_instances_for_drawing(gt, image_id, h, w)
-    left = draw_instances(image, boxes, ids, labels, masks)
+    boxes_yxyx_px, ids, labels, masks = gt_instances_for_drawing(gt, image_id, h, w)
+    left = draw_instances(image, boxes_yxyx_px, ids, labels, masks)
     shown = dets.filter(score_threshold=VISUAL_THRESHOLD)
-    right = draw_instances(image, shown.boxes, shown.class_ids,
+    right = draw_instances(image, shown.boxes_yxyx_px, shown.class_ids,
                            [f"{n} {s:.2f}" for n, s in zip(shown.class_names, shown.scores)],
                            shown.masks)
     gap = np.full((h, 8, 3), 255, np.uint8)

@@ -8,12 +8,12 @@ Layout written by :func:`export` (atomically: a temporary sibling folder renamed
     DIR/label_map.pbtxt   ids 1..N
     DIR/metadata.json     classes, input size, score threshold, provenance, output docs
 
-Why a wrapper around Model Garden's ``DetectionModule`` (issue 6, measured on MG 2.20): its
-serving outputs are boxes in pixels of the *resized, padded* model input (they must be
-divided by ``image_info[:, 2]``), 28x28 box-relative mask probabilities, int32 classes and
-counts, and frozen tensors named ``Identity_N``. We keep its preprocessing (the same
-normalize + resize-and-pad as training) and fix the outputs in-graph, so nobody downstream
-post-processes.
+Why a wrapper around Model Garden's ``DetectionModule`` (docs/DESIGN_NOTES.md, Export and
+inference; measured on MG 2.20): its serving outputs are boxes in pixels of the *resized,
+padded* model input (they must be divided by ``image_info[:, 2]``), 28x28 box-relative mask
+probabilities, int32 classes and counts, and frozen tensors named ``Identity_N``. We keep
+its preprocessing (the same normalize + resize-and-pad as training) and fix the outputs
+in-graph, so nobody downstream post-processes.
 
 SavedModel signatures (``serving_default`` and ``image_tensor`` are the same function):
 
@@ -25,7 +25,7 @@ SavedModel signatures (``serving_default`` and ``image_tensor`` are the same fun
   frozen graph's, not pasted). ``inference.Predictor`` calls this one and pastes only the
   rows it keeps with ``core.masks.paste_box_masks`` (the same pixels, see
   :func:`paste_box_masks_binary`): pasting all 100 rows at 640x480 and returning 30 MB
-  cost half the network's time in-graph (issue 6).
+  cost half the network's time in-graph (docs/DESIGN_NOTES.md, Export and inference).
 
   Outputs of all (N = the largest detection count in the batch, rows past
   ``num_detections[b]`` are zero padding):
@@ -152,7 +152,7 @@ def _box_window(a, b, size):
     return tf.minimum(start, size - count), count
 
 
-def paste_box_masks_binary(box_masks: tf.Tensor, boxes: tf.Tensor, height, width
+def paste_box_masks_binary(box_masks: tf.Tensor, boxes_yxyx_norm: tf.Tensor, height, width
                            ) -> tf.Tensor:
     """Paste box-relative masks into the image and threshold them at > 0.5: the same pixels
     as the OD API's ``reframe_box_masks_to_image_masks`` (``tf.image.crop_and_resize`` of
@@ -161,24 +161,26 @@ def paste_box_masks_binary(box_masks: tf.Tensor, boxes: tf.Tensor, height, width
 
     Args:
       box_masks: float32 [K, mh, mw] probabilities covering each box.
-      boxes: float32 [K, 4] (ymin, xmin, ymax, xmax) normalized by the image size.
+      boxes_yxyx_norm: float32 [K, 4] (ymin, xmin, ymax, xmax) normalized by the image size.
       height, width: int32 scalars, output size.
     Returns:
       uint8 [K, height, width], values 0/1.
 
-    Why not crop_and_resize at [height, width] (issue 6 benchmark): that interpolates every
-    pixel of every mask as float32, most of them outside the box (100 detections at 480x640
-    = 123 MB per pass), and it cost more than the network. Here the bilinear interpolation
-    runs only over a window around each box (one window size for all K, the largest box's),
-    in crop_and_resize's own float32 operations and order (x first on the mask's rows, then
-    y: ``top = tl + (tr - tl) * x_lerp``, ``out = top + (bottom - top) * y_lerp``), so the
-    probabilities are the kernel's bit for bit; each uint8 window is then padded into
-    place. Measured on 100 random-weight detections at 480x640: ~40 ms instead of ~200 ms.
+    Why not crop_and_resize at [height, width] (docs/DESIGN_NOTES.md, Export and
+    inference): that interpolates every pixel of every mask as float32, most of them outside
+    the box (100 detections at 480x640 = 123 MB per pass), and it cost more than the
+    network. Here the bilinear interpolation runs only over a window around each box (one
+    window size for all K, the largest box's), in crop_and_resize's own float32 operations
+    and order (x first on the mask's rows, then y: ``top = tl + (tr - tl) * x_lerp``,
+    ``out = top + (bottom - top) * y_lerp``), so the probabilities are the kernel's bit for
+    bit; each uint8 window is then padded into place. Measured on 100 random-weight
+    detections at 480x640: ~40 ms instead of ~200 ms.
     """
     mh, mw = tf.shape(box_masks)[1], tf.shape(box_masks)[2]
-    y0, x0, y1, x1 = tf.unstack(boxes, axis=1)
+    y0, x0, y1, x1 = tf.unstack(boxes_yxyx_norm, axis=1)
     # Same degenerate-box guard as core.masks.paste_box_masks: Model Garden's own
-    # paste_instance_masks_v2 crashes on zero-height boxes (issue 6).
+    # paste_instance_masks_v2 crashes on zero-height boxes (docs/DESIGN_NOTES.md, Export and
+    # inference).
     bh = tf.maximum(y1 - y0, 1e-12)
     bw = tf.maximum(x1 - x0, 1e-12)
     # The image's unit box expressed in each box's own normalized frame (the crop box
@@ -229,43 +231,46 @@ class ServingModule(tf.Module):
             model=model).serve
 
     def _raw(self, images):
-        """images uint8 [B, H, W, 3] → boxes in input pixels [B, M, 4], normalized boxes,
-        scores [B, M], classes int32 [B, M], num int32 [B], box masks [B, M, mh, mw]."""
+        """images uint8 [B, H, W, 3] → (boxes_yxyx_px [B, M, 4] in input pixels,
+        boxes_yxyx_norm [B, M, 4], scores [B, M], classes int32 [B, M], num int32 [B], box
+        masks [B, M, mh, mw])."""
         out = self._mg_serve(images)
         info = out["image_info"]  # [B, 4, 2]: original, resized, scale, offset (y, x)
         scale = tf.tile(info[:, 2:3, :], [1, 1, 2])
         size = tf.tile(info[:, 0:1, :], [1, 1, 2])  # (h, w, h, w)
-        boxes = tf.clip_by_value(out["detection_boxes"] / scale, 0.0, size)
+        boxes_yxyx_px = tf.clip_by_value(out["detection_boxes"] / scale, 0.0, size)
         num = tf.cast(out["num_detections"], tf.int32)
-        m = tf.shape(boxes)[1]
+        m = tf.shape(boxes_yxyx_px)[1]
         valid = tf.sequence_mask(num, m)  # padding rows are zeroed so both outputs agree
         validf = tf.cast(valid, tf.float32)
-        boxes = boxes * validf[..., None]
+        boxes_yxyx_px = boxes_yxyx_px * validf[..., None]
         scores = out["detection_scores"] * validf
         classes = tf.cast(out["detection_classes"], tf.int32) * tf.cast(valid, tf.int32)
         # A box under 1 pixel tall or wide (a barely trained model clips some to the image
         # edge, zero height) gets an empty mask: its box-relative mask means nothing, and
         # pasting it divides by ~0, which TF and numpy round differently.
-        has_area = ((boxes[..., 2] - boxes[..., 0] >= 1.0)
-                    & (boxes[..., 3] - boxes[..., 1] >= 1.0))
+        has_area = ((boxes_yxyx_px[..., 2] - boxes_yxyx_px[..., 0] >= 1.0)
+                    & (boxes_yxyx_px[..., 3] - boxes_yxyx_px[..., 1] >= 1.0))
         masks = out["detection_masks"] * tf.cast(valid & has_area, tf.float32)[..., None, None]
-        return boxes, boxes / size, scores, classes, num, masks
+        return boxes_yxyx_px, boxes_yxyx_px / size, scores, classes, num, masks
 
     def _trimmed(self, images):
         """``_raw`` cut to N = the largest detection count in the batch (rows past
-        ``num[b]`` are zero): (boxes px, normalized boxes, scores, classes, num, box masks)."""
-        boxes, nboxes, scores, classes, num, masks = self._raw(images)
+        ``num[b]`` are zero): (boxes_yxyx_px, boxes_yxyx_norm, scores, classes, num, box
+        masks)."""
+        boxes_yxyx_px, boxes_yxyx_norm, scores, classes, num, masks = self._raw(images)
         n = tf.reduce_max(tf.concat([num, [0]], 0))
-        return boxes[:, :n], nboxes[:, :n], scores[:, :n], classes[:, :n], num, masks[:, :n]
+        return (boxes_yxyx_px[:, :n], boxes_yxyx_norm[:, :n], scores[:, :n], classes[:, :n],
+                num, masks[:, :n])
 
     def _full(self, images):
         """The SavedModel outputs (module docstring), masks pasted at image size."""
-        boxes, nboxes, scores, classes, num, masks = self._trimmed(images)
+        boxes_yxyx_px, boxes_yxyx_norm, scores, classes, num, masks = self._trimmed(images)
         b, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
         n, mh, mw = tf.shape(masks)[1], tf.shape(masks)[2], tf.shape(masks)[3]
         full = paste_box_masks_binary(tf.reshape(masks, [-1, mh, mw]),
-                                      tf.reshape(nboxes, [-1, 4]), h, w)
-        return {"detection_boxes": boxes, "detection_scores": scores,
+                                      tf.reshape(boxes_yxyx_norm, [-1, 4]), h, w)
+        return {"detection_boxes": boxes_yxyx_px, "detection_scores": scores,
                 "detection_classes": classes, "num_detections": num,
                 "detection_masks": tf.reshape(full, [b, n, h, w])}
 
@@ -277,8 +282,8 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
                                                 name="images")])
     def serve_box_masks(self, images):
-        boxes, _, scores, classes, num, masks = self._trimmed(images)
-        return {"detection_boxes": boxes, "detection_scores": scores,
+        boxes_yxyx_px, _, scores, classes, num, masks = self._trimmed(images)
+        return {"detection_boxes": boxes_yxyx_px, "detection_scores": scores,
                 "detection_classes": classes, "num_detections": num,
                 "detection_masks": masks}
 
@@ -295,8 +300,8 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8,
                                                 name=FROZEN_INPUT)])
     def serve_odapi(self, image_tensor):
-        _, nboxes, scores, classes, num, masks = self._raw(image_tensor)
-        return {"detection_boxes": nboxes, "detection_scores": scores,
+        _, boxes_yxyx_norm, scores, classes, num, masks = self._raw(image_tensor)
+        return {"detection_boxes": boxes_yxyx_norm, "detection_scores": scores,
                 "detection_classes": tf.cast(classes, tf.float32),
                 "num_detections": tf.cast(num, tf.float32), "detection_masks": masks}
 
@@ -308,7 +313,8 @@ def set_score_threshold(model, score_threshold: float | None) -> float:
     Why pre-NMS: NMS only suppresses boxes under a higher-scored one, so dropping boxes
     below ``t`` before NMS keeps the same set as filtering after it, and it is the only
     way to get *lower* scores out (a model trained a few steps has nothing above Model
-    Garden's default 0.05, issue 6). Model Garden reads ``_config_dict`` at call time.
+    Garden's default 0.05; docs/DESIGN_NOTES.md, Export and inference). Model Garden reads
+    ``_config_dict`` at call time.
     """
     cfg = model.detection_generator._config_dict
     if score_threshold is not None:

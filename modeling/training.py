@@ -396,10 +396,11 @@ class Evaluator:
         """
         from official.vision.ops.preprocess_ops import MEAN_NORM, STDDEV_NORM
 
+        from maskrcnn_toolkit.core.boxes import normalize_yxyx
         from maskrcnn_toolkit.core.draw import draw_instances
         from maskrcnn_toolkit.core.masks import paste_box_masks
         lm = self.trainer.run.label_map
-        boxes = _local(predictions["detection_boxes"])
+        boxes_yxyx_px = _local(predictions["detection_boxes"])
         scores = _local(predictions["detection_scores"])
         classes = _local(predictions["detection_classes"])
         masks = _local(predictions["detection_masks"])
@@ -410,9 +411,8 @@ class Evaluator:
             img = np.clip(img, 0, 255).astype(np.uint8)
             h, w = img.shape[:2]
             keep = scores[b] >= 0.5
-            bx = boxes[b][keep]
-            pasted = paste_box_masks(masks[b][keep], bx / np.array([h, w, h, w], np.float32),
-                                     h, w) >= 0.5
+            bx = boxes_yxyx_px[b][keep]
+            pasted = paste_box_masks(masks[b][keep], normalize_yxyx(bx, h, w), h, w) >= 0.5
             ids = classes[b][keep].astype(int)
             labels = [f"{lm.name(c)} {s:.2f}" for c, s in zip(ids, scores[b][keep])]
             drawn = draw_instances(img, bx, ids, labels, pasted)

@@ -24,7 +24,7 @@ from maskrcnn_toolkit.core.label_map import (
 from maskrcnn_toolkit.core.masks import (
     decode_mask_png,
     encode_mask_png,
-    mask_bbox,
+    mask_box_xyxy_px,
     mask_to_rle,
     paste_box_masks,
     polygons_to_mask,
@@ -68,7 +68,7 @@ def test_polygon_rle_png_roundtrip():
     m = polygons_to_mask([[2, 2, 10, 2, 10, 8, 2, 8]], 12, 16)
     assert m.dtype == np.uint8 and m.shape == (12, 16)
     assert m.sum() == 8 * 6
-    assert mask_bbox(m) == (2.0, 2.0, 10.0, 8.0)
+    assert mask_box_xyxy_px(m) == (2.0, 2.0, 10.0, 8.0)
     assert np.array_equal(rle_to_mask(mask_to_rle(m)), m)
     png = encode_mask_png(m)
     assert np.array_equal(decode_mask_png(png), m)

@@ -1,9 +1,11 @@
 """core/detections.py: masks RLE-encoded from their box windows are pycocotools' own RLE.
 
-``box_mask_to_rle`` builds COCO's column-major runs from the box's window only (issue 7:
-the annotator encodes every mask of every frame); the compressed string must be exactly
-what ``pycocotools.mask.encode`` gives for the whole mask, whatever the window: at the
-image's edges and corners, as tall as the image, empty, full, or too small for the mask.
+``box_mask_to_rle`` builds COCO's column-major runs from the box's window only (the
+annotator encodes every mask of every frame: docs/DESIGN_NOTES.md, Video and annotate); the
+compressed string must be exactly what ``pycocotools.mask.encode`` gives for the whole mask,
+whatever the window: at the image's edges and corners, as tall as the image, empty, full,
+or too small for the mask. Boxes here are (ymin, xmin, ymax, xmax) pixels, as
+``Detections.boxes_yxyx_px``.
 """
 from __future__ import annotations
 
@@ -68,11 +70,11 @@ def test_json_and_coco_masks_are_pycocotools_rle():
     masks[0, 5:20, 10:30] = rng.random((15, 20)) < 0.7
     masks[1, :, 60:] = True                                 # full height, right edge
     masks[2, 40:, 50:] = True                               # the last pixel
-    boxes = [[5.2, 9.7, 19.6, 30.0], [0, 60, h, w], [40, 50, h, w]]
-    det = Detections(boxes, [0.9, 0.5, 0.2], [1, 2, 1], ["a", "b", "a"], (h, w), masks)
+    boxes_yxyx_px = [[5.2, 9.7, 19.6, 30.0], [0, 60, h, w], [40, 50, h, w]]
+    det = Detections(boxes_yxyx_px, [0.9, 0.5, 0.2], [1, 2, 1], ["a", "b", "a"], (h, w), masks)
     want = [coco_encode(m) for m in masks]
     assert det.to_json()["masks"] == want
     assert [e["segmentation"] for e in det.to_coco(3)] == want
     assert det.mask_rles() == want
     with pytest.raises(ValueError):
-        Detections(boxes, [0.9, 0.5, 0.2], [1, 2, 1], ["a", "b", "a"], (h, w)).mask_rles()
+        Detections(boxes_yxyx_px, [0.9, 0.5, 0.2], [1, 2, 1], ["a", "b", "a"], (h, w)).mask_rles()

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from maskrcnn_toolkit.core.draw import _font, class_color, draw_instances
 
 
-def reference_draw(image, boxes, class_ids, labels, masks=None, alpha=0.45):
+def reference_draw(image, boxes_yxyx_px, class_ids, labels, masks=None, alpha=0.45):
     out = np.array(image, dtype=np.uint8, copy=True)
     h, w = out.shape[:2]
     n = len(class_ids)
@@ -24,8 +24,8 @@ def reference_draw(image, boxes, class_ids, labels, masks=None, alpha=0.45):
         a = int(round(alpha * 256))
         for i in range(n):
             m = masks[i]
-            if boxes is not None:
-                y0, x0, y1, x1 = boxes[i]
+            if boxes_yxyx_px is not None:
+                y0, x0, y1, x1 = boxes_yxyx_px[i]
                 r0, c0 = max(0, int(np.floor(y0)) - 1), max(0, int(np.floor(x0)) - 1)
                 r1, c1 = min(h, int(np.ceil(y1)) + 1), min(w, int(np.ceil(x1)) + 1)
             else:
@@ -41,7 +41,7 @@ def reference_draw(image, boxes, class_ids, labels, masks=None, alpha=0.45):
             color = np.array(class_color(class_ids[i]), np.uint16) * a
             blended = ((sub.astype(np.uint16) * (256 - a) + color) >> 8).astype(np.uint8)
             np.copyto(sub, blended, where=sm[..., None])
-    if boxes is None and masks is None or n == 0:
+    if boxes_yxyx_px is None and masks is None or n == 0:
         return out
     pil = Image.fromarray(out)
     draw = ImageDraw.Draw(pil)
@@ -49,8 +49,8 @@ def reference_draw(image, boxes, class_ids, labels, masks=None, alpha=0.45):
     font = _font(max(10, round(min(h, w) / 40)))
     for i in range(n):
         color = class_color(class_ids[i])
-        if boxes is not None:
-            y0, x0, y1, x1 = (float(v) for v in boxes[i])
+        if boxes_yxyx_px is not None:
+            y0, x0, y1, x1 = (float(v) for v in boxes_yxyx_px[i])
         else:
             ys = np.flatnonzero(masks[i].any(axis=1))
             xs = np.flatnonzero(masks[i].any(axis=0))

@@ -89,7 +89,7 @@ def test_saved_model_outputs_are_final(tiny_export, saved, saved_out):
     assert out["detection_masks"].dtype == np.uint8
     assert out["detection_masks"].shape[2:] == (100, 150)  # full input-image size
     assert set(np.unique(out["detection_masks"])) <= {0, 1}
-    boxes = out["detection_boxes"][0, :n]
+    boxes = out["detection_boxes"][0, :n]  # (ymin, xmin, ymax, xmax) input-image pixels
     assert (boxes >= 0).all()
     assert (boxes[:, [0, 2]] <= 100).all() and (boxes[:, [1, 3]] <= 150).all()
     assert (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all()
@@ -131,7 +131,7 @@ def test_frozen_graph_is_an_od_api_drop_in(tiny_export, saved_out):
     # pixel whose sampling point falls exactly on the mask's edge (a box touching the image
     # border), which TF's crop_and_resize and numpy may round to opposite sides.
     assert fo["detection_masks"].shape[2:] == (28, 28)
-    nboxes = fo["detection_boxes"][0, :n]
+    nboxes = fo["detection_boxes"][0, :n]  # (ymin, xmin, ymax, xmax) normalized
     probs = od_api_reframe(fo["detection_masks"][0, :n], nboxes, 100, 150)
     # Predictor's numpy paste of these masks is that reframing > 0.5 exactly.
     np.testing.assert_array_equal(
@@ -161,17 +161,17 @@ def test_box_masks_signature_pastes_to_image_tensor(saved, saved_out):
         if k != "detection_masks":
             assert out[k].dtype == saved_out[k].dtype, k
             np.testing.assert_array_equal(out[k], saved_out[k], err_msg=k)
-    boxes = out["detection_boxes"][0] / np.array([100, 150, 100, 150], np.float32)
-    pasted = paste_box_masks(out["detection_masks"][0], boxes, 100, 150)
+    boxes_yxyx_norm = out["detection_boxes"][0] / np.array([100, 150, 100, 150], np.float32)
+    pasted = paste_box_masks(out["detection_masks"][0], boxes_yxyx_norm, 100, 150)
     full = saved_out["detection_masks"][0].astype(bool)
     assert full.sum() > 0
     np.testing.assert_array_equal(pasted, full)
 
 
-def od_api_reframe(box_masks, boxes, height, width):
+def od_api_reframe(box_masks, boxes_yxyx_norm, height, width):
     """The OD API's ``reframe_box_masks_to_image_masks`` (ops/utils), the reference."""
     import tensorflow as tf
-    y0, x0, y1, x1 = tf.unstack(tf.constant(boxes, tf.float32), axis=1)
+    y0, x0, y1, x1 = tf.unstack(tf.constant(boxes_yxyx_norm, tf.float32), axis=1)
     bh, bw = tf.maximum(y1 - y0, 1e-12), tf.maximum(x1 - x0, 1e-12)
     unit = tf.stack([-y0 / bh, -x0 / bw, (1.0 - y0) / bh, (1.0 - x0) / bw], axis=1)
     return tf.image.crop_and_resize(tf.constant(box_masks, tf.float32)[..., None], unit,
@@ -189,21 +189,21 @@ def test_paste_box_masks_binary_equals_od_api_reframing(height, width):
     rng = np.random.default_rng(height)
     k = 60
     corners = np.sort(rng.uniform(-0.1, 1.1, (k, 2, 2)), axis=1).clip(0, 1)
-    boxes = np.concatenate([corners[:, 0], corners[:, 1]], axis=1).astype(np.float32)
-    boxes[0] = [0, 0, 1, 1]                      # the whole image
-    boxes[1] = [0.5, 0.5, 0.5, 0.5]              # degenerate (the 1e-12 guard)
-    boxes[2] = [0.2, 0.3, 0.2 + 1 / height, 0.3 + 1 / width]  # about one pixel
-    boxes[3] = [0.9, 0.0, 1.0, 0.05]             # touching two image edges
-    boxes[4] = [0.0, 0.0, 0.0, 0.0]              # a zero padding row
+    boxes_yxyx_norm = np.concatenate([corners[:, 0], corners[:, 1]], axis=1).astype(np.float32)
+    boxes_yxyx_norm[0] = [0, 0, 1, 1]                      # the whole image
+    boxes_yxyx_norm[1] = [0.5, 0.5, 0.5, 0.5]              # degenerate (the 1e-12 guard)
+    boxes_yxyx_norm[2] = [0.2, 0.3, 0.2 + 1 / height, 0.3 + 1 / width]  # about one pixel
+    boxes_yxyx_norm[3] = [0.9, 0.0, 1.0, 0.05]             # touching two image edges
+    boxes_yxyx_norm[4] = [0.0, 0.0, 0.0, 0.0]              # a zero padding row
     masks = rng.uniform(0, 1, (k, 28, 28)).astype(np.float32)
     masks[5] = 0.5                               # exactly the threshold everywhere
-    got = paste_box_masks_binary(tf.constant(masks), tf.constant(boxes),
+    got = paste_box_masks_binary(tf.constant(masks), tf.constant(boxes_yxyx_norm),
                                  tf.constant(height), tf.constant(width)).numpy()
     assert got.dtype == np.uint8 and got.shape == (k, height, width)
-    want = od_api_reframe(masks, boxes, height, width) > 0.5
+    want = od_api_reframe(masks, boxes_yxyx_norm, height, width) > 0.5
     assert want.sum() > 0
     np.testing.assert_array_equal(got.astype(bool), want)
-    pasted = paste_box_masks(masks, boxes, height, width)
+    pasted = paste_box_masks(masks, boxes_yxyx_norm, height, width)
     assert pasted.dtype == bool
     np.testing.assert_array_equal(pasted, want)
     empty = paste_box_masks_binary(tf.zeros([0, 28, 28]), tf.zeros([0, 4]),
@@ -218,7 +218,7 @@ def test_load_detector_matches_export(tiny_export_model, tiny_export, saved_out)
                               pre_nms_score_threshold=TINY_SCORE_THRESHOLD)(sample_image())
     n = int(saved_out["num_detections"][0])
     assert len(det) == n
-    np.testing.assert_allclose(det.boxes, saved_out["detection_boxes"][0, :n], atol=1e-3)
+    np.testing.assert_allclose(det.boxes_yxyx_px, saved_out["detection_boxes"][0, :n], atol=1e-3)
     np.testing.assert_allclose(det.scores, saved_out["detection_scores"][0, :n], atol=1e-5)
     assert det.class_names[0] in run.label_map.names
     assert (det.masks != saved_out["detection_masks"][0, :n].astype(bool)).mean() < 1e-3

@@ -9,7 +9,7 @@ from PIL import Image
 from maskrcnn_toolkit.core.masks import (
     decode_mask_png,
     encode_mask_png,
-    mask_bbox,
+    mask_box_xyxy_px,
     polygons_to_mask,
 )
 
@@ -51,10 +51,10 @@ def test_png_decodes_to_exact_0_1_with_tensorflow():
 
 def test_box_hint_gives_the_same_png_and_is_smaller_than_8bit():
     m = _masks()["poly"]
-    x0, y0, x1, y1 = mask_bbox(m)
-    assert encode_mask_png(m, box=(x0, y0, x1, y1)) == encode_mask_png(m)
+    x0, y0, x1, y1 = mask_box_xyxy_px(m)
+    assert encode_mask_png(m, box_xyxy_px=(x0, y0, x1, y1)) == encode_mask_png(m)
     # a box that is not byte-aligned, nor tight on the right/bottom, changes nothing either
-    assert encode_mask_png(m, box=(x0 - 1, y0, x1 + 3, y1 + 1)) == encode_mask_png(m)
+    assert encode_mask_png(m, box_xyxy_px=(x0 - 1, y0, x1 + 3, y1 + 1)) == encode_mask_png(m)
     big = np.zeros((480, 640), np.uint8)
     big[100:300, 50:420] = 1
     out = io.BytesIO()

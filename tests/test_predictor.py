@@ -23,7 +23,7 @@ from maskrcnn_toolkit.inference.predictor import Predictor
 
 # Known OD API-style outputs: normalized boxes, float classes, box-relative 4x4 masks.
 # Box edges fall between the pixel sampling points of the test sizes (see hand_mask).
-BOXES = np.array([[0.11, 0.215, 0.51, 0.615], [0.505, 0.505, 0.905, 0.905], [0, 0, 0, 0]],
+BOXES_YXYX_NORM = np.array([[0.11, 0.215, 0.51, 0.615], [0.505, 0.505, 0.905, 0.905], [0, 0, 0, 0]],
                  np.float32)
 SCORES = np.array([0.9, 0.3, 0.0], np.float32)
 CLASSES = np.array([1.0, 2.0, 0.0], np.float32)
@@ -34,8 +34,10 @@ LABELS = LabelMap({1: "bolt", 2: "nut"})
 
 
 def od_outputs(tf, image, with_masks=True, known=None):
-    """``known``: (boxes, scores, classes, box masks, num) instead of the constants above."""
-    boxes, scores, classes, box_masks, num = known or (BOXES, SCORES, CLASSES, BOX_MASKS, 2)
+    """``known``: (boxes normalized (ymin, xmin, ymax, xmax), scores, classes, box masks,
+    num) instead of the constants above."""
+    boxes, scores, classes, box_masks, num = known or (BOXES_YXYX_NORM, SCORES, CLASSES,
+                                                       BOX_MASKS, 2)
     b = tf.shape(image)[0]
 
     def tile(x):
@@ -87,13 +89,13 @@ def odapi_saved_model(tmp_path_factory):
     return out
 
 
-def hand_mask(box, h, w, left_fraction=1.0):
+def hand_mask(box_yxyx_norm, h, w, left_fraction=1.0):
     """The OD API's pasting (``reframe_box_masks_to_image_masks``: crop_and_resize samples
     pixel (i, j) at the normalized image point (i / (h - 1), j / (w - 1))) worked out by
     hand for our two box-relative masks: all ones covers exactly the pixels whose sampling
     point lies in the box; ones in the left 2 of 4 columns interpolate to > 0.5 up to the
     middle of the box (column 1.5 of 0..3), so ``left_fraction`` 0.5."""
-    y0, x0, y1, x1 = (float(v) for v in box)
+    y0, x0, y1, x1 = (float(v) for v in box_yxyx_norm)
     ys, xs = np.arange(h) / (h - 1), np.arange(w) / (w - 1)
     xe = x0 + left_fraction * (x1 - x0)
     # No sampling point on an edge, where float rounding could go either way.
@@ -104,12 +106,12 @@ def hand_mask(box, h, w, left_fraction=1.0):
 
 
 def expected_masks(h, w):
-    return np.stack([hand_mask(BOXES[0], h, w), hand_mask(BOXES[1], h, w, 0.5)])
+    return np.stack([hand_mask(BOXES_YXYX_NORM[0], h, w), hand_mask(BOXES_YXYX_NORM[1], h, w, 0.5)])
 
 
 def check_known(det, h, w, names=("bolt", "nut")):
     assert len(det) == 2 and det.image_size == (h, w)
-    np.testing.assert_allclose(det.boxes, BOXES[:2] * [h, w, h, w], atol=1e-4)
+    np.testing.assert_allclose(det.boxes_yxyx_px, BOXES_YXYX_NORM[:2] * [h, w, h, w], atol=1e-4)
     np.testing.assert_allclose(det.scores, SCORES[:2])
     assert det.class_ids.tolist() == [1, 2] and det.class_names == list(names)
     assert det.masks.dtype == bool and det.masks.shape == (2, h, w)
@@ -171,9 +173,9 @@ def test_filters_before_pasting_and_gets_what_pasting_everything_gets(tmp_path, 
     pb = write_tf1_graph(tmp_path / "many.pb", known=many_detections())
     pasted = []
 
-    def counting_paste(box_masks, boxes, height, width):  # the real paste, rows counted
+    def counting_paste(box_masks, boxes_yxyx_norm, height, width):  # the real paste, rows counted
         pasted.append(len(box_masks))
-        return paste_real(box_masks, boxes, height, width)
+        return paste_real(box_masks, boxes_yxyx_norm, height, width)
     paste_real = predictor_module.paste_box_masks
     monkeypatch.setattr(predictor_module, "paste_box_masks", counting_paste)
     img = np.zeros((60, 80, 3), np.uint8)
@@ -184,7 +186,7 @@ def test_filters_before_pasting_and_gets_what_pasting_everything_gets(tmp_path, 
         det = Predictor(pb, label_map=LABELS, score_threshold=threshold, classes=classes)(img)
         want = everything.filter(threshold, classes)  # paste all, then filter
         assert sum(pasted) == len(want), (threshold, classes, pasted)  # kept rows only
-        np.testing.assert_array_equal(det.boxes, want.boxes)
+        np.testing.assert_array_equal(det.boxes_yxyx_px, want.boxes_yxyx_px)
         np.testing.assert_array_equal(det.scores, want.scores)
         np.testing.assert_array_equal(det.class_ids, want.class_ids)
         assert det.class_names == want.class_names
@@ -236,13 +238,13 @@ def test_our_export_savedmodel_and_frozen_graph_agree(tiny_export, tiny_export_p
     assert f.kind == "frozen_graph" and f.label_map.names == names  # found beside
     fdet = f(img)
     assert len(fdet) == len(det)
-    np.testing.assert_allclose(fdet.boxes, det.boxes, atol=1e-3)
+    np.testing.assert_allclose(fdet.boxes_yxyx_px, det.boxes_yxyx_px, atol=1e-3)
     np.testing.assert_allclose(fdet.scores, det.scores, atol=1e-5)
     assert (fdet.masks != det.masks).mean() < 1e-3
     # A batch of two sizes gives what single calls give.
     small = img[:64, :80].copy()
     b = p.predict_batch([img, small, img])
-    np.testing.assert_allclose(b[0].boxes, det.boxes, atol=1e-3)
+    np.testing.assert_allclose(b[0].boxes_yxyx_px, det.boxes_yxyx_px, atol=1e-3)
     np.testing.assert_allclose(b[1].scores, p(small).scores, atol=1e-5)
     # The score threshold on a real model.
     p.score_threshold = float(det.scores[0]) + 1e-6

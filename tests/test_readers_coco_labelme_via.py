@@ -110,7 +110,7 @@ def test_coco_box_only_refusals_and_unknown_ids(tmp_path):
     ]
     src = _coco(tmp_path, anns)
     a, b, orphan = list(read("coco", src))
-    assert [i.bbox for i in a.instances] == [(2.0, 3.0, 4.0, 5.0), (1.0, 1.0, 2.0, 2.0)]
+    assert [i.box_xywh_px for i in a.instances] == [(2.0, 3.0, 4.0, 5.0), (1.0, 1.0, 2.0, 2.0)]
     assert all(i.polygons is None and i.rle is None for i in a.instances)
     reasons = {r.item: r.reason for r in a.refusals}
     assert "not in 'categories'" in reasons["annotation id 3"]
@@ -122,7 +122,7 @@ def test_coco_box_only_refusals_and_unknown_ids(tmp_path):
 
     a2 = next(iter(read("coco", src, ReaderOptions(box_as_polygon=True))))
     assert a2.instances[0].polygons == [[2, 3, 6, 3, 6, 8, 2, 8]]
-    assert a2.instances[0].bbox is None
+    assert a2.instances[0].box_xywh_px is None
 
 
 def test_coco_duplicate_category_names(tmp_path):
@@ -491,7 +491,7 @@ def test_real_multiformat_sets():
     assert len(coco) == 4 and all(r.error is None for r in coco)
     insts = [i for r in coco for i in r.instances]
     assert len(insts) == 23
-    assert sum(i.bbox is not None for i in insts) == 18  # CVAT boxes: empty segmentation
+    assert sum(i.box_xywh_px is not None for i in insts) == 18  # CVAT boxes: empty segmentation
     assert sum(i.rle is not None and i.is_crowd for i in insts) == 2  # ellipses as crowd RLE
 
     lm = {r.file_name: r for r in read("labelme", d / "labelme")}

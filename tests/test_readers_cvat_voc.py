@@ -72,7 +72,7 @@ def test_cvat_every_shape_kind(tmp_path):
     assert cat.source == "annotations.xml image 'a.png' polygon 1 (line 7)"
     # A box alone is box-only: (x, y, w, h); the converter refuses it unless asked.
     assert dog.polygons is None and dog.rle is None
-    assert dog.bbox == pytest.approx((1.5, 2, 2.5, 4.5))
+    assert dog.box_xywh_px == pytest.approx((1.5, 2, 2.5, 4.5))
     area = polygons_to_mask(ball.polygons, 100, 100).sum()
     assert area == pytest.approx(math.pi * 3 * 2, rel=0.15)
     xs, ys = ball.polygons[0][0::2], ball.polygons[0][1::2]
@@ -103,7 +103,7 @@ def test_cvat_box_as_polygon_and_rotation(tmp_path):
     assert (max(xs) - min(xs), max(ys) - min(ys)) == pytest.approx((2, 6), abs=1e-3)
     # Without box_as_polygon a rotated box is box-only with its axis-aligned extent.
     rec = _one(xml)
-    assert rec.instances[1].bbox == pytest.approx((2, 1, 2, 4))
+    assert rec.instances[1].box_xywh_px == pytest.approx((2, 1, 2, 4))
 
 
 def test_cvat_mask_rle_is_row_major_runs_starting_with_background(tmp_path):
@@ -426,8 +426,8 @@ def test_voc_xml_objects_link_or_become_boxes(tmp_path):
     assert person.attributes == {"voc_instance": 1, "difficult": True, "truncated": True}
     assert bird.attributes == {"voc_instance": 2}
     # Devkit integers are 1-based inclusive pixels -> edges (xmin - 1); floats are kept.
-    assert dog.bbox == (5, 4, 3, 3) and dog.attributes["difficult"] is False
-    assert cat.bbox == (1.5, 1, 1.5, 1)
+    assert dog.box_xywh_px == (5, 4, 3, 3) and dog.attributes["difficult"] is False
+    assert cat.box_xywh_px == (1.5, 1, 1.5, 1)
     assert "Annotations/img1.xml object 2" in dog.source
     (rec,) = read("voc", root, ReaderOptions(box_as_polygon=True))
     assert rec.instances[2].polygons == [[5, 4, 8, 4, 8, 7, 5, 7]]
@@ -449,7 +449,7 @@ def test_voc_image_sets_boxes_only_and_semantic_only(tmp_path):
     # Default: the Segmentation lists.
     assert [r.file_name for r in read("voc", root)] == ["seg.jpg"]
     boxes, sem = read("voc", root, ReaderOptions(voc_image_set="val"))
-    assert boxes.file_name == "boxes.png" and boxes.instances[0].bbox == (0, 0, 4, 4)
+    assert boxes.file_name == "boxes.png" and boxes.instances[0].box_xywh_px == (0, 0, 4, 4)
     assert sem.error is not None and "neither SegmentationObject" in sem.error.reason
     assert "only a class mask" in sem.refusals[0].reason
     # A list file as SRC, and a bad set name listing the available ones.
@@ -508,7 +508,7 @@ def test_real_cvat_and_voc_exports_agree():
     assert all(r.error is None for r in cvat.values())
     per_label = Counter(i.label for r in cvat.values() for i in r.instances)
     assert per_label == {"bird": 2, "triangle": 1, "ellipse": 2, "rectangle": 1, "strawberry": 17}
-    assert sum(i.bbox is not None for r in cvat.values() for i in r.instances) == 18
+    assert sum(i.box_xywh_px is not None for r in cvat.values() for i in r.instances) == 18
     assert [r.item.split()[3] for r in cvat["crack.jpeg"].refusals] == ["polyline"]
 
     voc = {r.file_name: r for r in read("voc", MULTI / "voc1.1")}
@@ -522,14 +522,14 @@ def test_real_cvat_and_voc_exports_agree():
     for a in cvat_ell:
         assert max((a & b).sum() / (a | b).sum() for b in voc_ell) > 0.95
     # The box: the same rectangle in both, box-only in both.
-    (vbox,) = [i.bbox for i in shapes.instances if i.label == "rectangle"]
-    (cbox,) = [i.bbox for i in cvat["shapes.jpg"].instances if i.label == "rectangle"]
+    (vbox,) = [i.box_xywh_px for i in shapes.instances if i.label == "rectangle"]
+    (cbox,) = [i.box_xywh_px for i in cvat["shapes.jpg"].instances if i.label == "rectangle"]
     assert vbox == pytest.approx(cbox, abs=0.01)
     # The strawberry boxes live in ImageSets/Main only.
     main = {r.file_name: r for r in read("voc", MULTI / "voc1.1",
                                          ReaderOptions(voc_image_set="Main/default"))}
     def boxes(rec):
-        return sorted(tuple(round(v, 2) for v in i.bbox) for i in rec.instances)
+        return sorted(tuple(round(v, 2) for v in i.box_xywh_px) for i in rec.instances)
 
     assert len(boxes(main["strawberry.jpg"])) == 17
     assert boxes(main["strawberry.jpg"]) == boxes(cvat["strawberry.jpg"])

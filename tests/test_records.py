@@ -13,7 +13,7 @@ def _kwargs(n):
     return dict(image_bytes=bytes(rng.integers(0, 256, 3000 + 997 * n, dtype=np.uint8)),
                 image_format="jpeg", height=480, width=640, image_id=10 ** n,
                 file_name=f"dir/ä_{n}.jpg",
-                boxes=rng.random((n, 4)) * 400, class_ids=list(range(1, n + 1)),
+                boxes_xyxy_px=rng.random((n, 4)) * 400, class_ids=list(range(1, n + 1)),
                 class_names=[f"class {k}" for k in range(n)], is_crowd=[k % 2 for k in range(n)],
                 areas=(rng.random(n) * 1e5).tolist(),
                 mask_pngs=[bytes([k]) * (200 * k) for k in range(n)])
@@ -39,7 +39,7 @@ def test_example_and_tfrecord_bytes_read_by_tensorflow(tmp_path):
     examples = [encode_example(**_kwargs(n)) for n in (0, 1, 3, 12)]
     for n, ex in zip((0, 1, 3, 12), examples):
         kw = _kwargs(n)
-        b = np.asarray(kw["boxes"], np.float64).reshape(-1, 4)
+        b = np.asarray(kw["boxes_xyxy_px"], np.float64).reshape(-1, 4)
 
         def feat(kind, values):
             return tf.train.Feature(**{kind: getattr(tf.train, kind.title().replace("_", ""))(

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from maskrcnn_toolkit.core.boxes import xyxy_to_xywh
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.label_map import is_non_class_name
 from maskrcnn_toolkit.dataset_tools.records import Instance, Refusal
@@ -117,12 +118,13 @@ def rect_polygon(x0: float, y0: float, x1: float, y1: float) -> list[float]:
     return [xa, ya, xb, ya, xb, yb, xa, yb]
 
 
-def xyxy_to_xywh(x0: float, y0: float, x1: float, y1: float
-                 ) -> tuple[float, float, float, float]:
-    """A box from its top-left (x0, y0) and bottom-right (x1, y1) corners, in pixels, as
-    COCO's (x, y, w, h) ``Instance.bbox``; w and h rounded to 6 decimals, so that float noise
-    in the subtraction (45.8 - 0.2) does not show up in the report."""
-    return x0, y0, round(x1 - x0, 6), round(y1 - y0, 6)
+def box_xywh_px_rounded(box_xyxy_px) -> tuple[float, float, float, float]:
+    """``Instance.box_xywh_px`` (COCO's (x, y, w, h) pixels, Python floats) of a box given
+    as (xmin, ymin, xmax, ymax) pixels (core.boxes.xyxy_to_xywh); w and h rounded to 6
+    decimals, so that float noise in the subtraction (45.8 - 0.2) does not show up in the
+    report."""
+    x, y, w, h = (float(v) for v in xyxy_to_xywh(box_xyxy_px))
+    return x, y, round(w, 6), round(h, 6)
 
 
 def ellipse_polygon(cx: float, cy: float, rx: float, ry: float, theta: float = 0.0,
@@ -154,7 +156,7 @@ def _shape_key(inst: Instance):
     rle = inst.rle
     rle_key = None if rle is None else (tuple(rle.get("size", ())), str(rle.get("counts")))
     polys = None if inst.polygons is None else tuple(tuple(p) for p in inst.polygons)
-    return inst.label, bool(inst.is_crowd), polys, rle_key, inst.bbox
+    return inst.label, bool(inst.is_crowd), polys, rle_key, inst.box_xywh_px
 
 
 def drop_exact_duplicates(found: list[tuple[Instance, str]], refusals: list[Refusal],

@@ -8,8 +8,9 @@ What becomes of each annotation:
   (written by some tools) is read as one polygon.
 - ``segmentation`` an RLE dict ``{"size": [H, W], "counts": str | list[int]}`` (compressed
   or uncompressed counts): an Instance with ``rle`` (uncompressed counts must sum to H*W).
-- ``segmentation`` empty or missing: a box-only Instance with ``bbox`` (x, y, w, h) that the
-  converter refuses with a reason, or, with ``box_as_polygon``, a rectangle polygon.
+- ``segmentation`` empty or missing: a box-only Instance with ``box_xywh_px`` (the ``bbox``
+  (x, y, w, h)) that the converter refuses with a reason, or, with ``box_as_polygon``, a
+  rectangle polygon.
 - ``iscrowd`` is honoured as written (is_crowd=True). Note: CVAT/Datumaro COCO exports
   write every mask-like shape (brush masks, ellipses) as RLE with iscrowd=1.
 - unknown ``category_id``: refused with a reason on its image. Unknown ``image_id``: the
@@ -269,7 +270,7 @@ def _instance(src: Path, idx: int, ann, categories: dict, rec: ImageRecord,
     if options.box_as_polygon:
         return Instance(label=label, polygons=[rect_polygon(x, y, x + w, y + h)],
                         is_crowd=is_crowd, source=source + " (box as polygon)")
-    return Instance(label=label, bbox=(x, y, w, h), is_crowd=is_crowd, source=source)
+    return Instance(label=label, box_xywh_px=(x, y, w, h), is_crowd=is_crowd, source=source)
 
 
 def _rle(seg: dict, rec: ImageRecord) -> tuple[dict | None, str]:

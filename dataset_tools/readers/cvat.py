@@ -13,9 +13,9 @@ pixel edges as in COCO, exactly as CVAT writes them):
                                          rotation in degrees, clockwise on screen as CVAT
                                          draws it)
   <mask rle left top width height>    -> Instance(rle=full-size COCO RLE)
-  <box xtl ytl xbr ybr rotation>      -> Instance(bbox=(x, y, w, h)) (box-only: the converter
-                                         refuses it), or the (rotated) rectangle as a polygon
-                                         when ``options.box_as_polygon``
+  <box xtl ytl xbr ybr rotation>      -> Instance(box_xywh_px=(x, y, w, h)) (box-only: the
+                                         converter refuses it), or the (rotated) rectangle
+                                         as a polygon when ``options.box_as_polygon``
   <polyline> <points> <cuboid> <skeleton> <tag>  -> Refusal (not an instance mask)
 Kept in ``Instance.attributes``: ``occluded`` (bool), ``z_order`` (int), ``group_id`` (int,
 when non-zero), ``rotation`` (degrees, when non-zero), the CVAT ``source`` (manual/auto...)

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from maskrcnn_toolkit.core.masks import mask_to_rle, polygons_to_mask
-from maskrcnn_toolkit.dataset_tools.readers._common import xyxy_to_xywh
+from maskrcnn_toolkit.dataset_tools.readers._common import box_xywh_px_rounded
 from maskrcnn_toolkit.dataset_tools.readers.cvat_shapes import Part
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
 
@@ -74,7 +74,7 @@ def _group_parts(parts: list[Part]) -> list[list[Part]]:
                 instances.append(groups[key])
         elif p.kind == "box" and p.group_id and (p.group_id, p.label) in groups:
             g = groups[(p.group_id, p.label)]
-            g[0].attributes.setdefault("grouped_box", list(p.box))
+            g[0].attributes.setdefault("grouped_box", list(p.box_xyxy_px))
         else:
             instances.append([p])
     return instances
@@ -82,7 +82,7 @@ def _group_parts(parts: list[Part]) -> list[list[Part]]:
 
 def _box_only_instances(instances: list[list[Part]], box_as_polygon: bool
                         ) -> dict[int, Instance]:
-    """Box-only Instances (``bbox`` = (x, y, w, h) pixels of the possibly rotated box's
+    """Box-only Instances (``box_xywh_px`` = (x, y, w, h) pixels of the possibly rotated box's
     axis-aligned extent), by index into ``instances``: the converter refuses them with a
     reason.
 
@@ -94,14 +94,14 @@ def _box_only_instances(instances: list[list[Part]], box_as_polygon: bool
         p = inst[0]
         if p.kind != "box":
             continue
-        corners = _box_corners(p.box, p.rotation)
+        corners = _box_corners(p.box_xyxy_px, p.rotation)
         if box_as_polygon:
             p.kind, p.polygon = "polygon", corners
             p.attributes["from_box"] = True
         else:
             xs, ys = corners[0::2], corners[1::2]
-            bbox = xyxy_to_xywh(min(xs), min(ys), max(xs), max(ys))
-            out[i] = Instance(label=p.label, bbox=bbox, source=p.source,
+            box_xywh_px = box_xywh_px_rounded((min(xs), min(ys), max(xs), max(ys)))
+            out[i] = Instance(label=p.label, box_xywh_px=box_xywh_px, source=p.source,
                               attributes=dict(p.attributes))
     return out
 
@@ -127,9 +127,10 @@ def _z_order_cuts(bearing: dict[int, list[Part]], height: int | None, width: int
     z_of = {i: max(p.z_order for p in inst) for i, inst in bearing.items()}
     if len(set(z_of.values())) <= 1 or not (width and height):
         return cut, covered
-    boxes = {i: _extent(inst) for i, inst in bearing.items()}
+    extents_xyxy_px = {i: _extent(inst) for i, inst in bearing.items()}
     for i, inst in bearing.items():
-        above = [j for j in bearing if z_of[j] > z_of[i] and _overlaps(boxes[i], boxes[j])]
+        above = [j for j in bearing
+                 if z_of[j] > z_of[i] and _overlaps(extents_xyxy_px[i], extents_xyxy_px[j])]
         if not above:
             continue
         m = _union_mask(inst, height, width).astype(bool)
@@ -202,11 +203,13 @@ def _what(source: str) -> str:
     return source[len(_where(source)) + 1:]
 
 
-def _box_corners(box: tuple[float, float, float, float], rotation: float) -> list[float]:
-    """The corners of (xtl, ytl, xbr, ybr) rotated by ``rotation`` degrees (clockwise on
-    screen) about the box centre, as a flat [x0, y0, ..., x3, y3] polygon rounded to 3
-    decimals, clockwise from the top-left corner of the unrotated box."""
-    x0, y0, x1, y1 = box
+def _box_corners(box_xyxy_px: tuple[float, float, float, float], rotation: float
+                 ) -> list[float]:
+    """The corners of ``box_xyxy_px`` (CVAT's xtl, ytl, xbr, ybr) rotated by ``rotation``
+    degrees (clockwise on screen) about the box centre, as a flat [x0, y0, ..., x3, y3]
+    polygon rounded to 3 decimals, clockwise from the top-left corner of the unrotated
+    box."""
+    x0, y0, x1, y1 = box_xyxy_px
     pts = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
     if rotation:
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2

@@ -38,7 +38,7 @@ class Part:
     """One CVAT shape that can carry a mask, before grouping and z_order.
 
     kind: "polygon" (a <polygon> or <ellipse>, as ``polygon``: flat [x0, y0, x1, y1, ...]
-      pixels), "mask" (``mask``, ``mask_xy``) or "box" (``box``, ``rotation``).
+      pixels), "mask" (``mask``, ``mask_xy``) or "box" (``box_xyxy_px``, ``rotation``).
     source: where the shape is in the XML, for the report; order: its 1-based position
       among the elements of its image / frame.
     attributes: what becomes ``Instance.attributes`` (occluded, z_order, group_id,
@@ -56,7 +56,7 @@ class Part:
     # (x, y): full-size masks of every shape of a large photo would not fit in memory.
     mask: np.ndarray | None = None
     mask_xy: tuple[int, int] = (0, 0)
-    box: tuple[float, float, float, float] | None = None  # xtl, ytl, xbr, ybr in pixels
+    box_xyxy_px: tuple[float, float, float, float] | None = None  # xtl, ytl, xbr, ybr
     rotation: float = 0.0  # degrees, clockwise on screen (y down), about the box centre
     attributes: dict = field(default_factory=dict)
 
@@ -127,8 +127,8 @@ def parse_shape(el, src: str, order: int, width: int | None, height: int | None,
                                            math.radians(rotation))
         elif tag == "box":
             part.kind = "box"
-            part.box = (_float(el, "xtl"), _float(el, "ytl"), _float(el, "xbr"),
-                        _float(el, "ybr"))
+            part.box_xyxy_px = (_float(el, "xtl"), _float(el, "ytl"), _float(el, "xbr"),
+                                _float(el, "ybr"))
         elif tag == "mask":
             part.kind = "mask"
             if width is None or height is None:

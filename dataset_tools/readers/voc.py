@@ -23,7 +23,7 @@ Annotations XML objects: the VOC devkit numbers instance k after the k-th ``<obj
 when object k's name is instance k's class, the object gives the instance its attributes
 (``difficult``, ``truncated``, ``occluded``, ``pose``, ``<attributes>``). An object with no
 such instance (no segmentation PNG, or CVAT/Datumaro exports, whose boxes and masks are
-numbered separately) is a box-only instance, ``Instance(bbox=...)``, which the converter
+numbered separately) is a box-only instance, ``Instance(box_xywh_px=...)``, which the converter
 refuses unless ``options.box_as_polygon`` (then it is a rectangle polygon).
 
 Which images: ``options.voc_image_set`` (see ReaderOptions); None = every image listed in
@@ -44,10 +44,10 @@ from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.masks import mask_to_rle
 from maskrcnn_toolkit.dataset_tools.readers import ReaderOptions
 from maskrcnn_toolkit.dataset_tools.readers._common import (
+    box_xywh_px_rounded,
     ignored_label,
     refuse_zip,
     resolve_image,
-    xyxy_to_xywh,
 )
 from maskrcnn_toolkit.dataset_tools.readers.sniff import not_this_format
 from maskrcnn_toolkit.dataset_tools.records import ImageRecord, Instance, Refusal
@@ -379,7 +379,7 @@ def _record(root: Path, image_id: str, image_dirs: list[Path], classes: _Classes
         if ignored is not None:
             rec.refusals.append(ignored)
             continue
-        x0, y0, x1, y1 = obj["box"]
+        x0, y0, x1, y1 = obj["box_xyxy_px"]
         attrs = dict(obj["attributes"])
         if options.box_as_polygon:
             attrs["from_box"] = True
@@ -387,7 +387,7 @@ def _record(root: Path, image_id: str, image_dirs: list[Path], classes: _Classes
                                           polygons=[[x0, y0, x1, y0, x1, y1, x0, y1]]))
         else:
             rec.instances.append(Instance(label=obj["name"], source=src, attributes=attrs,
-                                          bbox=xyxy_to_xywh(x0, y0, x1, y1)))
+                                          box_xywh_px=box_xywh_px_rounded((x0, y0, x1, y1))))
     return rec
 
 
@@ -522,7 +522,8 @@ def _colors_to_index(rgb: np.ndarray, index_by_color: dict[int, int], path: Path
 def _parse_xml(path: Path) -> tuple[list[dict], str | None, tuple[int | None, int | None]]:
     """Annotations XML -> (objects, <filename>, (width, height)).
 
-    Each object: {"name", "box": (xmin, ymin, xmax, ymax) pixels, "attributes", "line"} or
+    Each object: {"name", "box_xyxy_px": (xmin, ymin, xmax, ymax) pixels, "attributes",
+    "line"} or
     {"error": reason, "line"} when its values cannot be used.
     """
     from lxml import etree
@@ -563,7 +564,7 @@ def _parse_xml(path: Path) -> tuple[list[dict], str | None, tuple[int | None, in
             # at xmax (as detectron2's VOC loader does). CVAT / Datumaro write floats that
             # are already edge coordinates ("45.8", "46.0"), so those are kept as they are.
             x0, y0 = x0 - 1, y0 - 1
-        entry["box"] = (x0, y0, x1, y1)
+        entry["box_xyxy_px"] = (x0, y0, x1, y1)
         attrs = {}
         for key in ("difficult", "truncated", "occluded"):
             text = (obj.findtext(key) or "").strip()
