@@ -1,6 +1,6 @@
 """Initial checkpoints: a registry of known public ones, download + cache + sha256 (trust
 on first use, see :class:`CheckpointSpec`), and a partial restore that matches variables by
-name and shape (DESIGN decision 5).
+name and shape (docs/DESIGN_NOTES.md, decision 5).
 
 Fine-tuning a Mask R-CNN trained on COCO for your 3 classes means: restore everything whose
 path in the checkpoint and shape match this model, re-initialize what does not (the
@@ -42,9 +42,10 @@ class CheckpointSpec:
       offline when the registry was written): for those the check is trust on first use,
       the first download's digest is printed and recorded in the cache's ``sha256.json``,
       and every later download (e.g. after the cache folder was deleted) must match it
-      (README, "2. Train" → "Checkpoints").
+      (docs/train.md, "The checkpoint registry").
     restores: what it can initialize in our Mask R-CNN: "all" (a Mask R-CNN of the same
-      architecture), "backbone+decoder" (a COCO detector), "backbone" (ImageNet).
+      architecture), "backbone+decoder" (a COCO detector), "backbone" (ImageNet, or a COCO
+      detector without a decoder).
     """
 
     name: str
@@ -74,6 +75,16 @@ for _spec in (
         restores="backbone+decoder",
         description="Model Garden's COCO RetinaNet R50-FPN: backbone and FPN for an R50-FPN "
                     "Mask R-CNN (the heads start fresh)."),
+    CheckpointSpec(
+        name="retinanet_spinenet49mobile_coco",
+        url=f"{_GCS}/tf_model_garden/vision/retinanet/spinenet49mobile.tar.gz",
+        architecture="spinenet49 mobile (no decoder)",
+        trained_on="COCO 2017 detection (RetinaNet, 384 px, 28.1 box AP)",
+        restores="backbone",
+        description="Model Garden's COCO RetinaNet with the Mobile SpineNet-49 backbone (2.3 M "
+                    "parameters): backbone of the spinenet49_mobile preset, a pretrained start "
+                    "sized for a CPU. Its decoder is the identity, so only the backbone "
+                    "restores; the heads start fresh."),
     CheckpointSpec(
         name="resnet50_imagenet",
         url=f"{_GCS}/cloud-tpu-checkpoints/vision-2.0/resnet50_imagenet/ckpt-28080",
@@ -357,8 +368,12 @@ class RestoreReport:
 
 def _group(name: str) -> str:
     # Model Garden models keep their parts under a `_config_dict` attribute; the part name
-    # (backbone, decoder, rpn_head, detection_head, mask_head) is what a reader wants.
+    # (backbone, decoder, rpn_head, detection_head, mask_head) is what a reader wants. A
+    # checkpoint's root-level `backbone` / `decoder` is such a part already: one line for
+    # it, not one per layer (a SpineNet backbone has ~150 layers with weights).
     parts = [p for p in name.split("/") if p != "_config_dict"]
+    if parts[0] in ("backbone", "decoder"):
+        return parts[0]
     return "/".join(parts[:2]) if len(parts) > 2 else parts[0]
 
 
@@ -441,7 +456,8 @@ def restore_partial(model, checkpoint: str | os.PathLike, verbose: bool = True) 
             f"checkpoint {str(prefix)!r} restores nothing into this model: no variable matches "
             f"by name and shape. It was made for another architecture (its top-level objects: "
             f"{sorted(r.local_name for r in root.children)}); pick a checkpoint of the same "
-            f"backbone (see the checkpoint registry in the README) or none to train from scratch")
+            f"backbone (see the checkpoint registry in docs/train.md) or none to train from "
+            f"scratch")
     if verbose:
         print(report.table())
     return report

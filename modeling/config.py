@@ -7,7 +7,8 @@ A user config looks like this (every key but ``data`` and ``run_dir`` has a defa
     run_dir: ../demo_out/run        # checkpoints, TensorBoard logs, pipeline.yaml
     model:
       preset: slim_r18_fpn          # see modeling/presets.py
-      image_size: 256               # square input; a multiple of 2**max_level (64)
+      image_size: 256               # square input; a multiple of 2**max_level (64; 128 for
+                                    # spinenet49_mobile)
       init_checkpoint: null         # registry name or checkpoint path; null = from scratch
     train:
       batch_size: 2
@@ -54,7 +55,7 @@ from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.label_map import LabelMap, read_label_map
 from maskrcnn_toolkit.modeling.experiment import build_experiment, model_garden_init
 from maskrcnn_toolkit.modeling.od_api_config import od_pipeline_config
-from maskrcnn_toolkit.modeling.presets import MAX_LEVEL, PRESETS, Preset
+from maskrcnn_toolkit.modeling.presets import PRESETS, Preset
 from maskrcnn_toolkit.modeling.schema import apply_overrides, build_dataclass, did_you_mean
 
 # ---------------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ def _check_values(u: UserConfig, path: str) -> None:
                         f"{did_you_mean(u.model.preset, list(PRESETS))} "
                         f"(presets: {', '.join(PRESETS)})")
     size = u.model.image_size
-    step = 2 ** MAX_LEVEL
+    step = 2 ** PRESETS[u.model.preset].max_level
     if size is not None and (size < step or size % step):
         near = max(step, round(size / step) * step)
         bad("model.image_size", size, f"it must be a multiple of {step} (2**max_level, the "

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from maskrcnn_toolkit.core.dataset_folder import MADE_BY, DatasetFolder
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.json_files import read_json
-from maskrcnn_toolkit.modeling.presets import MAX_LEVEL, MIN_LEVEL
 
 if TYPE_CHECKING:  # annotations only: config.py imports this module
     from maskrcnn_toolkit.modeling.config import Run
@@ -49,7 +48,7 @@ def build_experiment(run: Run):
     model.update({
         "num_classes": run.label_map.num_classes_with_background,
         "input_size": [size, size, 3],
-        "min_level": MIN_LEVEL, "max_level": MAX_LEVEL,
+        "min_level": p.min_level, "max_level": p.max_level,
     })
     # Model Garden's decoder casts mask pixels to float as is. Ours are 0/1, but records from
     # other tools often hold 0/255 masks: without a threshold those targets are 255 and the

@@ -2,6 +2,7 @@
 import hashlib
 import http.server
 import io
+import re
 import tarfile
 import threading
 from pathlib import Path
@@ -83,8 +84,10 @@ def test_local_path_forms(tmp_path):
         ck.resolve_checkpoint(tmp_path / "empty")
 
 
-def _archive(tmp_path) -> bytes:
-    prefix = _save({"model": Tiny(3)}, tmp_path / "src" / "ckpt-1")
+def _archive(tmp_path, prefix: str | None = None) -> bytes:
+    """A .tar.gz of checkpoint ``prefix``'s folder under ``mymodel/`` (default: a new
+    checkpoint of ``Tiny(3)``)."""
+    prefix = prefix or _save({"model": Tiny(3)}, tmp_path / "src" / "ckpt-1")
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for f in Path(prefix).parent.iterdir():
@@ -286,3 +289,92 @@ def test_state_file_is_read_as_tensorflow_reads_it(tmp_path):
     for f in folder.glob("ckpt-9.*"):
         f.unlink()
     assert checkpoint_prefix(folder).name == "ckpt-12"
+
+
+def _model_garden_spinenet49mobile_retinanet(size: int):
+    """Model Garden's own RetinaNet (its ``retinanet_mobile_coco`` experiment: Mobile
+    SpineNet-49, identity decoder, levels 3-7, the layout of the published
+    ``spinenet49mobile.tar.gz``), built by its RetinaNet task at ``size`` px, every variable
+    shifted off its initial value so that a restored value cannot be a fresh one by chance."""
+    from official.core import exp_factory, task_factory
+    from official.vision import registry_imports  # noqa: F401
+    exp = exp_factory.get_exp_config("retinanet_mobile_coco")
+    exp.override({"task": {"model": {"input_size": [size, size, 3]}}}, is_strict=True)
+    model = task_factory.get_task(exp.task).build_model()
+    model(tf.zeros([1, size, size, 3]), training=True)  # creates the head's variables
+    rng = np.random.default_rng(0)
+    for v in model.variables:
+        v.assign(v + rng.uniform(0.01, 0.05, v.shape.as_list()).astype(v.dtype.as_numpy_dtype))
+    return model
+
+
+@pytest.mark.slow
+def test_spinenet49_mobile_preset_starts_from_the_retinanet_registry_checkpoint(
+        tmp_path, monkeypatch, capsys):
+    """The CPU-sized pretrained route: a RetinaNet checkpoint of the published layout
+    (Model Garden's trainer: global_step, model, optimizer and the model's checkpoint_items
+    at the root), served as a .tar.gz over HTTP under the registry name, initializes the
+    spinenet49_mobile preset's backbone exactly; everything else starts fresh; Model
+    Garden's own MaskRCNNTask.initialize loads it with pipeline.yaml's modules; 2 steps
+    train."""
+    import dataclasses
+
+    import tf_keras
+    from official.core import task_factory
+
+    from maskrcnn_toolkit.modeling.config import load_run
+    from maskrcnn_toolkit.modeling.training import Trainer
+    from tests.fixtures.model import make_tiny_dataset
+
+    name, size = "retinanet_spinenet49mobile_coco", 128
+    retinanet = _model_garden_spinenet49mobile_retinanet(size)
+    optimizer = tf_keras.optimizers.SGD(momentum=0.9)
+    optimizer.build(retinanet.trainable_variables)  # momentum slots, as a trainer's hold
+    prefix = tf.train.Checkpoint(
+        global_step=tf.Variable(277200, dtype=tf.int64), model=retinanet, optimizer=optimizer,
+        **retinanet.checkpoint_items).save(str(tmp_path / "published" / "ckpt"))
+    assert {"backbone", "head"} <= set(retinanet.checkpoint_items)  # no decoder: identity
+
+    data = make_tiny_dataset(tmp_path / "data", num_train=2, num_val=1, size=size)
+    cfg = tmp_path / "sn.yaml"
+    cfg.write_text(f"data: {data}\nrun_dir: run\nmodel:\n  preset: spinenet49_mobile\n"
+                   f"  image_size: {size}\n  init_checkpoint: {name}\ntrain:\n  batch_size: 2\n"
+                   f"  steps: 2\n  warmup_steps: 1\n  log_every: 1\n")
+    monkeypatch.setenv("MASKRCNN_TOOLKIT_CACHE", str(tmp_path / "cache"))
+    with _Server(_archive(tmp_path, prefix)) as url:
+        monkeypatch.setitem(ck.REGISTRY, name, dataclasses.replace(ck.REGISTRY[name], url=url))
+        run = load_run(cfg)
+        assert run.experiment.task.init_checkpoint == ""  # not downloaded yet
+        trainer = Trainer(run)
+        fresh = [v.numpy().copy() for v in trainer.model.variables]
+        assert trainer.restore_or_initialize() == 0  # downloads, then restores by name+shape
+    out = capsys.readouterr().out
+    assert "no pinned sha256" in out  # trust on first use
+
+    model = trainer.model
+    backbone = {v.ref() for v in model.backbone.variables}
+    ours, theirs = model.backbone.variables, retinanet.backbone.variables
+    assert len(ours) == len(theirs) > 100
+    for a, b in zip(ours, theirs):  # same architecture, same creation order
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+    for v, before in zip(model.variables, fresh):
+        if v.ref() not in backbone:  # RPN, box and mask heads: left as initialized
+            np.testing.assert_array_equal(v.numpy(), before, err_msg=v.name)
+    assert any(c in v.name for v in model.variables if v.ref() not in backbone
+               for c in ck.CLASS_DEPENDENT)
+    assert f"{len(ours)} variables restored" in out
+    assert re.search(rf"restored +backbone +{len(ours)} variables", out)  # one line
+
+    # pipeline.yaml now names the cached checkpoint with the module Model Garden can load,
+    # and Model Garden's own MaskRCNNTask.initialize does load it into this model.
+    t = run.experiment.task
+    assert t.init_checkpoint == str(ck.cached_checkpoint(name)) and t.init_checkpoint != ""
+    assert t.init_checkpoint_modules == "backbone"
+    for v in ours:
+        v.assign(tf.zeros_like(v))
+    task_factory.get_task(t).initialize(model)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.name)
+
+    summary = trainer.fit(evaluate_at_end=False, progress=False)
+    assert summary.end_step == 2 and (run.run_dir / "ckpt-2.index").is_file()

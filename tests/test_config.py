@@ -57,6 +57,8 @@ def test_unknown_key_names_file_key_and_closest(tmp_path, data, text, key, hint)
     ("train:\n  batch_size: true\n", ["train.batch_size", "an integer"]),
     ("train:\n  batch_size: 0\n", ["train.batch_size", "at least 1"]),
     ("model:\n  image_size: 100\n", ["model.image_size", "multiple of 64", "e.g. 128"]),
+    ("model:\n  preset: spinenet49_mobile\n  image_size: 320\n",
+     ["model.image_size", "multiple of 128", "e.g. 256"]),
     ("train:\n  augment:\n    scale: [1.3, 0.8]\n", ["train.augment.scale", "min <= max"]),
     ("train:\n  warmup_steps: 5000\n", ["train.warmup_steps", "smaller than train.steps"]),
     ("model:\n  preset: slim_r18\n", ["model.preset", "did you mean 'slim_r18_fpn'"]),
@@ -91,6 +93,34 @@ def test_unknown_init_checkpoint_is_refused_before_building(tmp_path, data):
     cfg = write(tmp_path, base(data, "model:\n  init_checkpoint: retinanet_resnet50\n"))
     with pytest.raises(UserError, match="did you mean 'retinanet_resnet50fpn_coco'"):
         load_run(cfg)
+
+
+def test_spinenet49_mobile_preset_has_the_published_retinanets_backbone(tmp_path, data):
+    """The preset builds the backbone of Model Garden's COCO RetinaNet SpineNet-49-mobile
+    (its retinanet_mobile_coco experiment, the published checkpoint's layout): same backbone
+    settings but stochastic depth (a training-time regularizer), no decoder, the same
+    levels, batch-norm constants and activation; the registry entry restores its backbone."""
+    from official.core import exp_factory
+    from official.vision import registry_imports  # noqa: F401  (registers the factories)
+
+    from maskrcnn_toolkit.modeling.checkpoints import REGISTRY
+    theirs = exp_factory.get_exp_config("retinanet_mobile_coco").task.model
+    ours = load_run(write(tmp_path, base(data, "model:\n  preset: spinenet49_mobile\n"))
+                    ).experiment.task.model
+    assert ours.backbone.type == theirs.backbone.type == "spinenet_mobile"
+    a, b = ours.backbone.spinenet_mobile.as_dict(), theirs.backbone.spinenet_mobile.as_dict()
+    a.pop("stochastic_depth_drop_rate"), b.pop("stochastic_depth_drop_rate")
+    assert a == b
+    assert ours.decoder.type == theirs.decoder.type == "identity"
+    assert (ours.min_level, ours.max_level) == (theirs.min_level, theirs.max_level) == (3, 7)
+    assert ours.input_size == theirs.input_size == [384, 384, 3]
+    na, nb = ours.norm_activation, theirs.norm_activation
+    assert (na.activation, na.norm_momentum, na.norm_epsilon) == (
+        nb.activation, nb.norm_momentum, nb.norm_epsilon)
+    spec = REGISTRY["retinanet_spinenet49mobile_coco"]
+    assert spec.url == ("https://storage.googleapis.com/tf_model_garden/vision/retinanet/"
+                        "spinenet49mobile.tar.gz")
+    assert spec.restores == "backbone" and not spec.sha256  # trust on first use
 
 
 # -- what the config becomes --------------------------------------------------------------
