@@ -16,11 +16,9 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 from pycocotools import mask as mask_utils
 
 from maskrcnn_toolkit.core.label_map import LabelMap
-from maskrcnn_toolkit.core.masks import mask_to_rle
 
 
 def annotation_from_rle(rle: dict, category_id: int, is_crowd: bool) -> dict:
@@ -29,7 +27,7 @@ def annotation_from_rle(rle: dict, category_id: int, is_crowd: bool) -> dict:
 
     ``bbox`` is [x, y, w, h] in pixel edges (a mask covering column 0 only has w = 1) and
     ``area`` the pixel count, both computed from the runs by pycocotools (C): the same
-    numbers as core.masks.mask_bbox / mask_area on the decoded mask, without two more
+    numbers as core.masks.mask_bbox / the pixel count of the decoded mask, without two more
     passes over H x W. The mask must not be empty.
     """
     c_rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
@@ -39,11 +37,6 @@ def annotation_from_rle(rle: dict, category_id: int, is_crowd: bool) -> dict:
             "area": float(mask_utils.area(c_rle)),
             "bbox": [x, y, w, h],
             "iscrowd": int(bool(is_crowd))}
-
-
-def annotation_from_mask(mask: np.ndarray, category_id: int, is_crowd: bool) -> dict:
-    """:func:`annotation_from_rle` of a uint8/bool [H, W] mask."""
-    return annotation_from_rle(mask_to_rle(mask), category_id, is_crowd)
 
 
 def categories(label_map: LabelMap) -> list[dict]:

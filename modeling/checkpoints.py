@@ -1,6 +1,6 @@
 """Initial checkpoints: a registry of known public ones, download + cache + sha256 (trust
 on first use, see :class:`CheckpointSpec`), and a partial restore that matches variables by
-name and shape (DESIGN decision 5).
+name and shape (docs/DESIGN_NOTES.md, decision 5).
 
 Fine-tuning a Mask R-CNN trained on COCO for your 3 classes means: restore everything whose
 path in the checkpoint and shape match this model, re-initialize what does not (the
@@ -192,14 +192,6 @@ def _load_manifest(cache_dir: Path) -> dict:
         return json.loads(_manifest_path(cache_dir).read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fetch(spec: CheckpointSpec, cache_dir: Path, progress: bool) -> Path:

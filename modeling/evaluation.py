@@ -122,10 +122,6 @@ def _is_int(v) -> bool:
     return type(v) is int
 
 
-def _is_num(v) -> bool:
-    return type(v) in _NUM
-
-
 def check_ground_truth(gt: Any, path: str, iou_types: Iterable[str] = IOU_TYPES) -> None:
     """Raise UserError (naming ``path`` and the item) unless ``gt`` is a COCO ground truth
     pycocotools can score: ``images`` (id, height, width), ``categories`` (id, name),
