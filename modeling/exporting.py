@@ -8,12 +8,12 @@ Layout written by :func:`export` (atomically: a temporary sibling folder renamed
     DIR/label_map.pbtxt   ids 1..N
     DIR/metadata.json     classes, input size, score threshold, provenance, output docs
 
-Why a wrapper around Model Garden's ``DetectionModule`` (issue 6, measured on MG 2.20): its
-serving outputs are boxes in pixels of the *resized, padded* model input (they must be
-divided by ``image_info[:, 2]``), 28x28 box-relative mask probabilities, int32 classes and
-counts, and frozen tensors named ``Identity_N``. We keep its preprocessing (the same
-normalize + resize-and-pad as training) and fix the outputs in-graph, so nobody downstream
-post-processes.
+Why a wrapper around Model Garden's ``DetectionModule`` (docs/DESIGN_NOTES.md, Export and
+inference; measured on MG 2.20): its serving outputs are boxes in pixels of the *resized,
+padded* model input (they must be divided by ``image_info[:, 2]``), 28x28 box-relative mask
+probabilities, int32 classes and counts, and frozen tensors named ``Identity_N``. We keep
+its preprocessing (the same normalize + resize-and-pad as training) and fix the outputs
+in-graph, so nobody downstream post-processes.
 
 SavedModel signatures (``serving_default`` and ``image_tensor`` are the same function):
 
@@ -25,7 +25,7 @@ SavedModel signatures (``serving_default`` and ``image_tensor`` are the same fun
   frozen graph's, not pasted). ``inference.Predictor`` calls this one and pastes only the
   rows it keeps with ``core.masks.paste_box_masks`` (the same pixels, see
   :func:`paste_box_masks_binary`): pasting all 100 rows at 640x480 and returning 30 MB
-  cost half the network's time in-graph (issue 6).
+  cost half the network's time in-graph (docs/DESIGN_NOTES.md, Export and inference).
 
   Outputs of all (N = the largest detection count in the batch, rows past
   ``num_detections[b]`` are zero padding):
@@ -57,10 +57,7 @@ from maskrcnn_toolkit.core.atomic import atomic_dir, refuse_existing
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.label_map import LabelMap, write_label_map
 
-SIGNATURE_INPUTS = {"image_tensor": "images", "encoded_image": "encoded_images"}
 FROZEN_INPUT = "image_tensor"
-FROZEN_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes",
-                  "num_detections", "detection_masks")
 
 OUTPUT_DOCS = {
     "saved_model": {
@@ -166,19 +163,21 @@ def paste_box_masks_binary(box_masks: tf.Tensor, boxes: tf.Tensor, height, width
     Returns:
       uint8 [K, height, width], values 0/1.
 
-    Why not crop_and_resize at [height, width] (issue 6 benchmark): that interpolates every
-    pixel of every mask as float32, most of them outside the box (100 detections at 480x640
-    = 123 MB per pass), and it cost more than the network. Here the bilinear interpolation
-    runs only over a window around each box (one window size for all K, the largest box's),
-    in crop_and_resize's own float32 operations and order (x first on the mask's rows, then
-    y: ``top = tl + (tr - tl) * x_lerp``, ``out = top + (bottom - top) * y_lerp``), so the
-    probabilities are the kernel's bit for bit; each uint8 window is then padded into
-    place. Measured on 100 random-weight detections at 480x640: ~40 ms instead of ~200 ms.
+    Why not crop_and_resize at [height, width] (docs/DESIGN_NOTES.md, Export and
+    inference): that interpolates every pixel of every mask as float32, most of them outside
+    the box (100 detections at 480x640 = 123 MB per pass), and it cost more than the
+    network. Here the bilinear interpolation runs only over a window around each box (one
+    window size for all K, the largest box's), in crop_and_resize's own float32 operations
+    and order (x first on the mask's rows, then y: ``top = tl + (tr - tl) * x_lerp``,
+    ``out = top + (bottom - top) * y_lerp``), so the probabilities are the kernel's bit for
+    bit; each uint8 window is then padded into place. Measured on 100 random-weight
+    detections at 480x640: ~40 ms instead of ~200 ms.
     """
     mh, mw = tf.shape(box_masks)[1], tf.shape(box_masks)[2]
     y0, x0, y1, x1 = tf.unstack(boxes, axis=1)
     # Same degenerate-box guard as core.masks.paste_box_masks: Model Garden's own
-    # paste_instance_masks_v2 crashes on zero-height boxes (issue 6).
+    # paste_instance_masks_v2 crashes on zero-height boxes (docs/DESIGN_NOTES.md, Export and
+    # inference).
     bh = tf.maximum(y1 - y0, 1e-12)
     bw = tf.maximum(x1 - x0, 1e-12)
     # The image's unit box expressed in each box's own normalized frame (the crop box
@@ -308,7 +307,8 @@ def set_score_threshold(model, score_threshold: float | None) -> float:
     Why pre-NMS: NMS only suppresses boxes under a higher-scored one, so dropping boxes
     below ``t`` before NMS keeps the same set as filtering after it, and it is the only
     way to get *lower* scores out (a model trained a few steps has nothing above Model
-    Garden's default 0.05, issue 6). Model Garden reads ``_config_dict`` at call time.
+    Garden's default 0.05; docs/DESIGN_NOTES.md, Export and inference). Model Garden reads
+    ``_config_dict`` at call time.
     """
     cfg = model.detection_generator._config_dict
     if score_threshold is not None:
