@@ -303,6 +303,12 @@ class Trainer:
                     bar.refresh()
         except KeyboardInterrupt:
             bar.close()
+            # Ctrl-C / SIGTERM usually lands while step_fn runs and surfaces once it returns,
+            # before ``step`` counts that step: the weights, the optimizer and global_step
+            # were updated together inside step_fn, so global_step says which step they are
+            # at (a checkpoint named one step behind its contents would resume one step
+            # short of train.steps).
+            step = int(self.global_step.numpy())
             if step > start:
                 path = self.save(step)
                 print(f"\ninterrupted at step {step}; saved {path}. Re-run the same command "
