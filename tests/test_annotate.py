@@ -3,7 +3,6 @@ Ctrl-C leaves nothing behind. The model is the OD API-format SavedModel of test_
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -190,9 +189,8 @@ def test_sigint_leaves_no_output(od_model, tmp_path):
     """Ctrl-C on the real CLI: exit 130, no video, no JSONL, no temporaries."""
     clip = make_clip(tmp_path / "clip.mp4", n=1000, audio=True)  # long enough to interrupt
     out = tmp_path / "out.mp4"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, str(ROOT / "annotate.py"), str(od_model),
-                             str(clip), "--out", str(out), "--quiet"], cwd=tmp_path, env=env,
+                             str(clip), "--out", str(out), "--quiet"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60

@@ -59,7 +59,7 @@ class Running:
                 pytest.fail(f"exited {self.proc.returncode} before {what}:\n{self.err[-3000:]}")
             if time.monotonic() > deadline:
                 pytest.fail(f"not {what} after {timeout} s:\n{self.err[-3000:]}")
-            time.sleep(0.02)
+            time.sleep(0.01)
 
     def sigterm(self, timeout: float = 300) -> int:
         """Send SIGTERM to the still-running command; its exit code once it has ended."""
@@ -131,18 +131,30 @@ def test_convert_sigterm(tmp_path):
 
 
 def test_evaluate_files_sigterm(tmp_path):
-    """evaluate.py --gt/--detections, signalled while it scores 12,000 instances: once
-    faster-coco-eval's extension is loaded, which happens only when scoring starts."""
-    from tests.test_evaluation import dataset, det, gt_ann, square
+    """evaluate.py --gt/--detections, signalled while it scores 30,000 instances (~3 s
+    here): once faster-coco-eval's extension is loaded, which happens only when scoring
+    starts."""
+    from maskrcnn_toolkit.core.masks import mask_to_rle
+    from tests.test_evaluation import dataset, square
     rng = np.random.default_rng(0)
+    rles: dict[tuple[int, int], dict] = {}  # 30x30 squares, each position encoded once
+
+    def rle(x: int, y: int) -> dict:
+        if (x, y) not in rles:
+            rles[x, y] = mask_to_rle(square(x, y, 30))
+        return rles[x, y]
+
     anns, dets = [], []
-    for img in range(1, 2001):
+    for img in range(1, 5001):
         for _ in range(6):
             x, y = (int(v) for v in rng.integers(0, 60, 2))
-            anns.append(gt_ann(len(anns) + 1, img, int(rng.integers(1, 4)), square(x, y, 30)))
-            dets.append(det(img, anns[-1]["category_id"], square(x + 1, y, 30),
-                            float(rng.random())))
-    (tmp_path / "gt.json").write_text(json.dumps(dataset(2000, anns, ("a", "b", "c"))))
+            cat = int(rng.integers(1, 4))
+            anns.append({"id": len(anns) + 1, "image_id": img, "category_id": cat,
+                         "bbox": [x, y, 30, 30], "area": 900, "iscrowd": 0,
+                         "segmentation": rle(x, y)})
+            dets.append({"image_id": img, "category_id": cat, "score": float(rng.random()),
+                         "bbox": [x + 1, y, 30, 30], "segmentation": rle(x + 1, y)})
+    (tmp_path / "gt.json").write_text(json.dumps(dataset(5000, anns, ("a", "b", "c"))))
     (tmp_path / "dt.json").write_text(json.dumps(dets))
     out = tmp_path / "metrics.json"
 

@@ -166,8 +166,7 @@ def test_resume_on_two_logical_cpus_with_mirrored_strategy(tiny_run, tmp_path):
     from maskrcnn_toolkit.modeling.training import checkpoint_step, latest_checkpoint
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run.run_dir, run_dir)
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run(
         [sys.executable, "-c", TWO_CPUS, "--config", str(tiny_run.config_path),
          "--set", f"run_dir={run_dir}", "--set", "train.steps=3",
