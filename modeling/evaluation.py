@@ -1,5 +1,6 @@
-"""COCO mask and box evaluation with pycocotools' numbers (DESIGN decision 8), per class,
-with the suspicious cases explained; and the evaluation of a trained model or an export.
+"""COCO mask and box evaluation with pycocotools' numbers (docs/DESIGN_NOTES.md, decision
+8), per class, with the suspicious cases explained; and the evaluation of a trained model or
+an export.
 
 Two entry points, both used by ``evaluate.py``:
 - :func:`evaluate_files` scores a COCO results file against a COCO ground-truth file
