@@ -8,7 +8,7 @@ export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 DEMO := demo_out
 
-.PHONY: test lint demo env clean-demo
+.PHONY: test test-fast lint demo env clean-demo
 
 env: $(STAMP)
 
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Every test that trains or builds no Mask R-CNN (those are marked `slow`): about a minute.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -7,7 +7,7 @@ produced only by :meth:`Detections.to_coco` (core/boxes.py has the conversions).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -35,7 +35,6 @@ class Detections:
     class_names: list[str]
     image_size: tuple[int, int]
     masks: np.ndarray | None = None
-    extras: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.boxes_yxyx_px = np.asarray(self.boxes_yxyx_px, np.float32).reshape(-1, 4)
@@ -67,7 +66,7 @@ class Detections:
         idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, int)
         return Detections(self.boxes_yxyx_px[idx], self.scores[idx], self.class_ids[idx],
                           [self.class_names[i] for i in idx], self.image_size,
-                          None if self.masks is None else self.masks[idx], dict(self.extras))
+                          None if self.masks is None else self.masks[idx])
 
     def filter(self, score_threshold: float | None = None,
                classes: Iterable[int | str] | None = None) -> "Detections":
@@ -125,9 +124,3 @@ class Detections:
         if self.masks is None:
             raise ValueError("these detections have no masks")
         return [box_mask_to_rle(m, b) for m, b in zip(self.masks, self.boxes_yxyx_px)]
-
-
-def names_for(class_ids: Sequence[int], names_by_id: dict[int, str]) -> list[str]:
-    return [names_by_id.get(int(c), f"class_{int(c)}") for c in class_ids]
-
-

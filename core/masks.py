@@ -10,7 +10,12 @@ Conventions used everywhere in this project:
 - A box is named by its convention (``box_yxyx_px``, ``boxes_yxyx_norm``, ``box_xyxy_px``:
   core/boxes.py).
 Rasterization is pycocotools' own, so masks written into TFRecords and the COCO ground
-truth JSON that evaluation reads agree pixel for pixel.
+truth JSON that evaluation reads agree pixel for pixel. Decoding an RLE to a mask is ours
+(:func:`rle_runs`, :func:`runs_to_mask`, numpy): pycocotools 2.0.11's ``decode`` hands numpy
+an object whose ``__array__`` takes no ``copy`` argument, which numpy 2.4 first calls with
+one, catches the TypeError, warns (DeprecationWarning) and calls again; a Ctrl-C landing
+in that retry surfaced as ``TypeError: __array__() got an unexpected keyword argument
+'copy'`` instead of an interrupt.
 """
 from __future__ import annotations
 
@@ -28,8 +33,8 @@ def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np
     polys = [list(map(float, p)) for p in polygons if len(p) >= 6]
     if not polys:
         return np.zeros((height, width), np.uint8)
-    rles = mask_utils.frPyObjects(polys, height, width)
-    return mask_utils.decode(mask_utils.merge(rles)).astype(np.uint8, copy=False)
+    rle = mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+    return runs_to_mask(rle_runs(rle["counts"]), height, width)
 
 
 def polygons_to_rle(polygons: list[list[float]], height: int, width: int) -> dict:
@@ -45,16 +50,84 @@ def polygons_to_rle(polygons: list[list[float]], height: int, width: int) -> dic
 
 
 def rle_to_mask(rle: dict, height: int | None = None, width: int | None = None) -> np.ndarray:
-    """Decode a COCO RLE (compressed or uncompressed ``counts``) to a uint8 [H, W] mask."""
-    h, w = rle["size"]
+    """Decode a COCO RLE (``{"size": [H, W], "counts": ...}``, ``counts`` compressed as str
+    or bytes, or uncompressed as a list of ints) to a uint8 [H, W] 0/1 mask (column-major
+    in memory, as pycocotools' ``decode`` returns it). ``height``/``width``, when given,
+    must equal ``size``. Raises ValueError for a malformed RLE (see :func:`rle_runs`,
+    :func:`runs_to_mask`)."""
+    h, w = (int(v) for v in rle["size"])
     if height is not None and (h, w) != (height, width):
         raise ValueError(f"RLE size {h}x{w} does not match image size {height}x{width}")
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        rle = mask_utils.frPyObjects(rle, h, w)
-    elif isinstance(counts, str):
-        rle = {"size": [h, w], "counts": counts.encode("ascii")}
-    return mask_utils.decode(rle).astype(np.uint8)
+    return runs_to_mask(rle_runs(rle["counts"]), h, w)
+
+
+def rle_runs(counts: str | bytes | Sequence[int]) -> np.ndarray:
+    """The run lengths of a COCO RLE's ``counts``, int64 [R]: alternately background and
+    foreground pixels, column-major, starting with background (a mask whose first pixel is
+    foreground starts with a 0).
+
+    ``counts`` is either uncompressed (a list of ints, returned as is) or compressed (str or
+    bytes), in the format of pycocotools' ``rleToString`` / ``rleFrString`` (maskApi.c):
+    each count is a little-endian run of 6-bit characters (byte - 48), 5 value bits each,
+    0x20 meaning "another character follows", 0x10 in the last character the sign; from the
+    fourth count on, each is stored as the difference to the count two before it (the run
+    of the same value). Decoded here in a few vectorized numpy passes.
+    Raises ValueError for characters outside '0'..'o', a count cut short at the end, or a
+    negative run.
+    """
+    if isinstance(counts, (str, bytes, bytearray)):
+        runs = _runs_from_string(counts.encode("ascii") if isinstance(counts, str) else counts)
+    else:
+        runs = np.asarray(counts)
+        if runs.ndim != 1 or (runs.size and not np.issubdtype(runs.dtype, np.number)):
+            raise ValueError("RLE counts must be a string or a list of numbers")
+        runs = runs.astype(np.int64)
+    if runs.size and runs.min() < 0:
+        raise ValueError("RLE counts hold a negative run length")
+    return runs
+
+
+_MAX_CHARS = 12  # characters of one compressed count: 60 bits, beyond any uint32 count
+
+
+def _runs_from_string(s: bytes) -> np.ndarray:
+    c = np.frombuffer(s, np.uint8) - np.uint8(48)  # a byte below '0' wraps past 63
+    if c.size == 0:
+        return np.zeros(0, np.int64)
+    if c.max() > 63:
+        raise ValueError("compressed RLE counts hold a character outside '0'..'o'")
+    if c[-1] & 0x20:
+        raise ValueError("compressed RLE counts end in the middle of a count")
+    last = np.flatnonzero(c < 0x20)  # the last character of each count (no 0x20 bit)
+    first = np.zeros_like(last)
+    first[1:] = last[:-1] + 1
+    length = last - first + 1
+    if length.max() > _MAX_CHARS:
+        raise ValueError("compressed RLE counts hold a count too long to be a run length")
+    shift = 5 * (np.arange(c.size) - np.repeat(first, length))  # 5 bits per character
+    x = np.add.reduceat((c & 0x1F).astype(np.int64) << shift, first)
+    # The sign: ``x |= -1 << 5 * length`` when the last character has 0x10.
+    x -= (c[last] & 0x10).astype(np.int64) << (5 * length - 4)
+    # rleFrString: ``if (m > 2) x += cnts[m - 2]``: counts 3, 5, 7... add up from count 1,
+    # counts 4, 6, 8... from count 2.
+    x[1::2] = np.cumsum(x[1::2])
+    x[2::2] = np.cumsum(x[2::2])
+    return x
+
+
+def runs_to_mask(runs: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Paint COCO RLE run lengths (int [R], from :func:`rle_runs`) into a uint8 [H, W] 0/1
+    mask: column-major (a transposed C array, as pycocotools' ``decode`` returns).
+    Raises ValueError unless the runs cover exactly H x W pixels (pycocotools refuses more,
+    and leaves the rest of its buffer uninitialized for fewer)."""
+    runs = np.asarray(runs, np.int64)
+    total = int(runs.sum())
+    if total != height * width:
+        raise ValueError(f"RLE counts cover {total} pixels, not the {height}x{width} = "
+                         f"{height * width} of the mask")
+    values = np.zeros(runs.size, np.uint8)
+    values[1::2] = 1
+    return np.repeat(values, runs).reshape(width, height).T
 
 
 def mask_to_rle(mask: np.ndarray) -> dict:
@@ -110,10 +183,6 @@ def box_mask_to_rle(mask: np.ndarray, box_yxyx_px: Sequence[float]) -> dict:
     # pycocotools compresses the run lengths itself, so the string is its own.
     rle = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
-
-
-def mask_area(mask: np.ndarray) -> int:
-    return int(np.count_nonzero(mask))
 
 
 def mask_box_xyxy_px(mask: np.ndarray) -> tuple[float, float, float, float] | None:
@@ -179,7 +248,7 @@ def encode_mask_png(mask: np.ndarray,
         y0, x1, y1 = max(0, int(by0)), min(w, int(math.ceil(bx1))), \
             min(h, int(math.ceil(by1)))
         if x1 > x0 and y1 > y0:
-            # pycocotools decodes to column-major arrays, and packbits is ~20x faster on
+            # RLE masks decode to column-major arrays, and packbits is ~20x faster on
             # contiguous rows: copy only the box. (packbits maps any non-zero to 1.)
             packed = np.packbits(np.ascontiguousarray(mask[y0:y1, x0:x1]), axis=1)
             raw[y0:y1, 1 + x0 // 8:1 + x0 // 8 + packed.shape[1]] = packed

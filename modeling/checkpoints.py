@@ -228,14 +228,6 @@ def _load_manifest(cache_dir: Path) -> dict:
         return {}
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fetch(spec: CheckpointSpec, cache_dir: Path, progress: bool) -> Path:
     target = cache_dir / spec.name
     if target.is_dir():

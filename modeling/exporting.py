@@ -57,10 +57,7 @@ from maskrcnn_toolkit.core.atomic import atomic_dir, refuse_existing
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.core.label_map import LabelMap, write_label_map
 
-SIGNATURE_INPUTS = {"image_tensor": "images", "encoded_image": "encoded_images"}
 FROZEN_INPUT = "image_tensor"
-FROZEN_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes",
-                  "num_detections", "detection_masks")
 
 OUTPUT_DOCS = {
     "saved_model": {

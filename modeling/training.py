@@ -154,8 +154,9 @@ def _init_from_checkpoint(run: Run, model, name_or_path: str) -> None:
 class Trainer:
     """Builds the task, model, optimizer, datasets and checkpoint once; ``fit`` trains.
 
-    bench/train.py uses ``step_fn`` / ``bare_step_fn`` to compare our loop with a bare loop
-    over the task's ``train_step`` on the same objects.
+    ``step_fn(iterator)`` runs one training step (the task's ``train_step`` on every
+    replica, then ``global_step += 1``) and returns the loss metrics' running totals and
+    counts, float32 [2, len(metric_names)].
     """
 
     def __init__(self, run: Run, strategy=None):
@@ -208,14 +209,7 @@ class Trainer:
             return tf.stack([tf.stack([tf.cast(m.total, tf.float32) for m in metrics]),
                              tf.stack([tf.cast(m.count, tf.float32) for m in metrics])])
 
-        @tf.function
-        def bare_step_fn(iterator):
-            strategy.run(task.train_step, args=(next(iterator),),
-                         kwargs={"model": model, "optimizer": optimizer})
-
-        self.step_fn, self.bare_step_fn = step_fn, bare_step_fn
-        self.step_times: list[float] = []  # perf_counter() after each step (bench/train.py)
-        self._next_step: int | None = None  # where a later fit(until=...) call continues
+        self.step_fn = step_fn
 
     @property
     def iterator(self):
@@ -245,22 +239,16 @@ class Trainer:
     def save(self, step: int) -> str:
         return self.manager.save(checkpoint_number=step)
 
-    def fit(self, evaluate_at_end: bool = True, progress: bool = True,
-            until: int | None = None) -> TrainSummary:
-        """Train to ``train.steps``, or only to step ``until`` (bench/train.py times blocks
-        of steps this way: a later call continues where the last one stopped, without
-        restoring)."""
+    def fit(self, evaluate_at_end: bool = True, progress: bool = True) -> TrainSummary:
+        """Train from the run dir's latest checkpoint (or the initial one) to
+        ``train.steps``."""
         import tensorflow as tf
         from tqdm import tqdm
 
         run, u = self.run, self.run.user
         steps, t = u.train.steps, u.train
-        if self._next_step is None:
-            start = self.restore_or_initialize()
-            run.save()  # pipeline.yaml, pipeline.config, config.yaml, label_map.pbtxt
-        else:
-            start = self._next_step
-        end = steps if until is None else min(until, steps)
+        start = self.restore_or_initialize()
+        run.save()  # pipeline.yaml, pipeline.config, config.yaml, label_map.pbtxt
         summary = TrainSummary(run.run_dir, start, start, 0.0)
         if start >= steps:
             summary.already_finished = True
@@ -268,8 +256,8 @@ class Trainer:
         writer = tf.summary.create_file_writer(str(run.run_dir / "train"))
         evaluator = None
         prev = np.zeros((2, len(self.metric_names)))
-        for m in self.metrics:  # running totals start with prev (a fit(until=...) may
-            m.reset_states()    # have stopped mid-window)
+        for m in self.metrics:  # running totals start with prev
+            m.reset_states()
         window: dict[str, list[float]] = {}
         step = start
         n = self.strategy.num_replicas_in_sync
@@ -280,7 +268,7 @@ class Trainer:
         bar = tqdm(total=steps, initial=start, unit="step", disable=not progress,
                    dynamic_ncols=True, desc="train")
         try:
-            while step < end:
+            while step < steps:
                 out = self.step_fn(self.iterator).numpy().astype(np.float64)
                 step += 1
                 delta = out - prev
@@ -292,7 +280,6 @@ class Trainer:
                     window.setdefault(k, []).append(v)
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[TOTAL]:.3f}", refresh=False)
-                self.step_times.append(time.perf_counter())
                 if step % t.log_every == 0 or step == steps:
                     summary.losses = {k: float(np.mean(v)) for k, v in window.items()}
                     with writer.as_default(step=step):
@@ -316,6 +303,12 @@ class Trainer:
                     bar.refresh()
         except KeyboardInterrupt:
             bar.close()
+            # Ctrl-C / SIGTERM usually lands while step_fn runs and surfaces once it returns,
+            # before ``step`` counts that step: the weights, the optimizer and global_step
+            # were updated together inside step_fn, so global_step says which step they are
+            # at (a checkpoint named one step behind its contents would resume one step
+            # short of train.steps).
+            step = int(self.global_step.numpy())
             if step > start:
                 path = self.save(step)
                 print(f"\ninterrupted at step {step}; saved {path}. Re-run the same command "
@@ -324,7 +317,6 @@ class Trainer:
         finally:
             bar.close()
             writer.close()
-            self._next_step = step
         summary.end_step = step
         summary.seconds = time.time() - t0
         return summary

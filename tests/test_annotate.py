@@ -222,7 +222,6 @@ def test_sigint_leaves_no_output(od_model, tmp_path):
     """Ctrl-C on the real CLI: exit 130, no video, no JSONL, no temporaries."""
     clip = make_clip(tmp_path / "clip.mp4", n=1000, audio=True)  # long enough to interrupt
     out = tmp_path / "out.mp4"
-    # The child imports maskrcnn_toolkit as this process does (the environment is inherited).
     proc = subprocess.Popen([sys.executable, str(ROOT / "annotate.py"), str(od_model),
                              str(clip), "--out", str(out), "--quiet"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -402,6 +402,36 @@ def test_sigint_mid_run_leaves_nothing(tmp_path):
     assert not _no_temporaries(tmp_path)
 
 
+def test_cli_converts_polygons_and_rle_with_deprecation_warnings_as_errors(tmp_path):
+    """Every mask path of convert (polygons, compressed and uncompressed RLE, crowd) under
+    ``-W error::DeprecationWarning``, in the parent and in its forked workers: pycocotools'
+    ``decode`` under numpy 2.4 warns there (core/masks.py decodes RLE itself)."""
+    from maskrcnn_toolkit.core.masks import mask_to_rle
+    images, anns = [], []
+    for i in range(1, 7):
+        _image(tmp_path / "src" / f"{i}.jpg", 64, 48, i)
+        images.append({"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 48})
+        blob = np.zeros((48, 64), np.uint8)
+        blob[5 + i:20 + i, 10:30 + i] = 1
+        rle = mask_to_rle(blob)
+        anns += [{"image_id": i, "category_id": 10, "segmentation": [_square(2, 2, 10 + i)]},
+                 {"image_id": i, "category_id": 20, "segmentation": rle},
+                 {"image_id": i, "category_id": 20, "iscrowd": 1, "segmentation":
+                  {"size": [48, 64], "counts": [40 + i, 3, 48 * 64 - 43 - i]}}]
+    src = _coco(tmp_path / "src" / "annotations.json", images, anns)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-m",
+                        "dataset_tools", "convert", "coco", str(src), str(out),
+                        "--workers", "2", "--val-fraction", "0.34"],
+                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "Warning" not in r.stderr
+    assert "converted 6 images (4 train, 2 val), 18 instances; refused 0 images" in r.stdout
+    gt = [a for split in ("train", "val")
+          for a in json.loads((out / f"{split}_annotations.json").read_text())["annotations"]]
+    assert sorted(a["area"] for a in gt if a["iscrowd"]) == [3.0] * 6
+
+
 def test_image_modes_mpo_16bit_and_multipart_polygons(tmp_path):
     """MPO passes through byte for byte; a 16-bit PNG gives the record the same pixels as
     inference's load_image; a degenerate part of a multi-part polygon is dropped (fixed),

@@ -1,12 +1,13 @@
 """core/draw.py: the fast overlay draws exactly what the straightforward one drew.
 
 ``draw_instances`` blends masks through per-color lookup tables inside each mask's own
-rows/cols and caches text sizes (docs/DESIGN_NOTES.md, Video and annotate: video draws
-every frame on the cores the model uses). The reference below is the straightforward
+rows/cols and caches text sizes (video draws every frame on the cores the model uses;
+docs/DESIGN_NOTES.md, Video and annotate). The reference below is the straightforward
 version it replaced (blend the whole box window in uint16, measure every label): same
 pixels, on scenes with many overlapping instances, fractional boxes, boxes crossing the
-image edge, uint8 masks and no boxes. The preview's ``instance_colors`` option is checked
-on its own at the end."""
+image edge, uint8 masks and no boxes. The palette and the blend are pinned by hand-worked
+pixel values; the preview's ``instance_colors`` option is checked on its own at the end.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -87,6 +88,28 @@ def scene(seed: int, h: int = 120, w: int = 160, n: int = 30):
     labels = [f"class_{c} {s:.2f}" if s > 0.1 else "" for c, s in zip(class_ids,
                                                                          rng.random(n))]
     return image, np.array(boxes, np.float32), class_ids, labels, np.array(masks)
+
+
+def test_draw_pixels_worked_by_hand():
+    """Gray 100 under a class-1 mask (palette color (230, 25, 75)), alpha 0.45: the blend is
+    (100 * (256 - 115) + color * 115) >> 8 with 115 = round(0.45 * 256), i.e. (158, 66, 88)
+    (100 * 0.55 + color * 0.45 = (158.5, 66.25, 88.75) in floats); the box outline is the
+    class color itself; a pixel outside box and mask keeps its value."""
+    img = np.full((64, 96, 3), 100, np.uint8)
+    masks = np.zeros((1, 64, 96), bool)
+    masks[0, 30:40, 40:60] = True
+    out = draw_instances(img, np.array([[30, 40, 40, 60]]), [1], ["bolt 0.9"], masks)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert out[35, 50].tolist() == [158, 66, 88]   # inside the mask: blended
+    assert out[39, 50].tolist() == [230, 25, 75]   # the box's bottom edge
+    assert out[35, 59].tolist() == [230, 25, 75]   # its right edge (xmax - 1)
+    assert out[60, 5].tolist() == [100, 100, 100]  # far away: untouched
+    # nothing below the box or left of it (the label sits above it, and may be wider)
+    assert (out[40:] == 100).all() and (out[:, :40] == 100).all()
+    assert (out[31:40, 60:] == 100).all()  # (row 30 is also the label box's bottom row)
+    # class 21 wraps around the 20-color palette to class 1's color
+    again = draw_instances(img, np.array([[30, 40, 40, 60]]), [21], [""], masks)
+    assert again[35, 50].tolist() == [158, 66, 88]
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -275,7 +275,10 @@ def test_cli_scores_files_and_writes_metrics(tmp_path, mixed_case):
     assert set(m) >= {"segm", "bbox", "warnings", "backend"}
     assert set(m["segm"]) == set(scoring.STAT_KEYS) | {"per_class"}
     assert m["backend"].startswith("faster-coco-eval")
-    assert m["segm"]["AP"] == scoring.evaluate_files(gt_p, dt_p).metrics["segm"]["AP"]
+    # mixed_case worked by hand: classes a 1, b 0.2, c 0 (d has no ground truth)
+    assert m["segm"]["AP"] == pytest.approx((1 + 0.2 + 0) / 3, abs=1e-12)
+    assert [c["AP"] for c in m["segm"]["per_class"]] == pytest.approx([1, 0.2, 0, -1],
+                                                                      abs=1e-12)
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.400" \
         in p.stdout
     assert p.stdout.strip().splitlines()[-1].startswith("scored 5 detections on 4 images")

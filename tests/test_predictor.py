@@ -225,6 +225,7 @@ def test_folder_with_saved_model_and_frozen_graph(odapi_saved_model, tmp_path):
     assert Predictor(ours).kind == "odapi_saved_model"
 
 
+@pytest.mark.slow  # tiny_export trains and exports a real Mask R-CNN (minutes)
 def test_our_export_savedmodel_and_frozen_graph_agree(tiny_export, tiny_export_predictor):
     from tests.test_export import sample_image
     img = sample_image()
