@@ -281,7 +281,8 @@ def best_threshold(scores: np.ndarray, tp: np.ndarray, n_gt: int
                    ) -> tuple[float | None, float | None]:
     """(t, F1): the detection score t whose "keep score >= t" maximises F1 (the highest
     such t on ties); (None, None) without ground truth or detections. ``scores`` float
-    [N] and ``tp`` bool [N] of one class's (not ignored) detections."""
+    [N] and ``tp`` bool [N] of one class's (not ignored) detections; (None, 0.0) when no
+    detection of the class is a true positive."""
     if n_gt == 0 or len(scores) == 0:
         return None, None
     order = np.argsort(-scores, kind="stable")
@@ -289,6 +290,8 @@ def best_threshold(scores: np.ndarray, tp: np.ndarray, n_gt: int
     f1 = 2 * np.cumsum(t) / (np.arange(1, len(s) + 1) + n_gt)
     f1[:-1][s[1:] == s[:-1]] = -1.0  # a threshold keeps a whole group of tied scores
     k = int(f1.argmax())
+    if f1[k] <= 0:
+        return None, 0.0  # no threshold finds anything of this class
     return float(s[k]), float(f1[k])
 
 
