@@ -92,7 +92,7 @@ def write_outputs(out_dir: Path, results_text: str, report: EvalReport,
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp_results = temp_path_for(out_dir / "detections.json")
     tmp_metrics = temp_path_for(out_dir / "metrics.json")
-    tmp_report = temp_path_for(out_dir / "report.html")
+    tmp_report = None if report_html is None else temp_path_for(out_dir / "report.html")
     tmp_images = make_temp_dir(out_dir / "images")
     old_images = None
     try:
@@ -115,7 +115,8 @@ def write_outputs(out_dir: Path, results_text: str, report: EvalReport,
             (out_dir / "report.html").unlink(missing_ok=True)
     except BaseException:
         for t in (tmp_results, tmp_metrics, tmp_report, tmp_images):
-            discard(t)
+            if t is not None:
+                discard(t)
         if old_images is not None and not (out_dir / "images").exists():
             os.replace(old_images / "images", out_dir / "images")  # put the old set back
         raise
