@@ -116,8 +116,7 @@ def _summary(report, title: str) -> str:
              ("numbers by", report.backend),
              ("images", c["images"]), ("ground-truth instances", c["gt_instances"]),
              ("detections scored", c["detections"]), ("classes", c["categories"])]
-    facts += [(k, v) for k, v in report.extras.items()
-              if k in ("data", "step", "inference_seconds")]
+    facts += [(k, v) for k, v in report.extras.items() if k in ("step", "inference_seconds")]
     warn = "".join(f'<li class="warn">{_e(w)}</li>' for w in report.warnings) or "<li>none</li>"
     return ("<h2 id=summary>Summary</h2>" + _table(["", "AP", "AP50", "AP75"], rows)
             + _table(["", ""], [[_e(k), _e(v)] for k, v in facts])
@@ -176,8 +175,7 @@ def _confusion(a: dict, types: list[str]) -> str:
         norm = np.divide(counts, sums, out=np.zeros_like(counts), where=sums > 0)
         for label, values, fmt in (("counts", counts, "{:.0f}"),
                                    ("row-normalised", norm, "{:.2f}")):
-            peak = values[:-1].max() if label == "counts" and values[:-1].size else 1.0
-            peak = max(peak, values.max() if label == "counts" else 1.0, 1e-9)
+            peak = max(float(values.max()), 1.0) if label == "counts" else 1.0
             rows = []
             for i, name in enumerate(c["labels"]):
                 cells = []
@@ -233,7 +231,7 @@ def _galleries(report, t: str, load_images: Callable | None, note: str | None) -
     if note:
         out.append(f"<p class=note>{_e(note)}</p>")
     drawn: dict[int, str] = {}
-    for name, picks in chosen.items():
+    for c, (name, picks) in enumerate(chosen.items()):
         figs = []
         for k, n in picks:
             image_id = m.image_ids[k]
@@ -244,7 +242,7 @@ def _galleries(report, t: str, load_images: Callable | None, note: str | None) -
             if image_id not in drawn:
                 pic = draw_errors(pictures[image_id], m, k, errors, d.gt, d.dets, t)
                 drawn[image_id] = _img(_jpeg(pic), "image/jpeg", "", f"image {image_id}")
-            fid = f"g-{_e(name)}-{image_id}"
+            fid = f"g{c}-{image_id}"  # ids without the class name: names may hold spaces
             figs.append(f'<figure id="{fid}"><a href="#{fid}">{drawn[image_id]}</a>'
                         f'<figcaption><a href="#galleries">image {image_id}</a>: {n} '
                         f"errors</figcaption></figure>")
