@@ -79,23 +79,16 @@ def _evaluate(args: argparse.Namespace) -> None:
     types = scoring.IOU_TYPES if args.iou_type == "both" else (args.iou_type,)
     threshold = None if args.no_report else args.score_threshold
     if args.gt:
-        from maskrcnn_toolkit.core.atomic import refuse_existing
-        from maskrcnn_toolkit.modeling.eval_outputs import default_metrics_path, write_json
-        out = args.out or str(default_metrics_path(args.detections))
-        refuse_existing(out, args.overwrite)
-        html_path = None
+        worker = None
         if threshold is not None:
-            from maskrcnn_toolkit.modeling.report import report_path
-            html_path = report_path(out)
-            refuse_existing(html_path, args.overwrite)
-        report = scoring.evaluate_files(args.gt, args.detections, types, args.backend,
-                                        analysis_threshold=threshold)
-        if html_path is not None:
-            html = _gt_mode_report(args, report)
-        write_json(out, report.to_json())
-        if html_path is not None:
-            from maskrcnn_toolkit.modeling.report import write_report
-            write_report(html_path, html)
+            # matplotlib is imported in a second process while this one scores
+            from maskrcnn_toolkit.modeling.report_plots import PlotWorker
+            worker = PlotWorker()
+        try:
+            report, out, html_path = _score_files(args, types, threshold, worker)
+        finally:
+            if worker is not None:
+                worker.close()
     else:
         from maskrcnn_toolkit.modeling.evaluation import evaluate_model
         report, out_dir = evaluate_model(
@@ -110,7 +103,31 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(scoring.summary_line(report, out))
 
 
-def _gt_mode_report(args: argparse.Namespace, report) -> str:
+def _score_files(args: argparse.Namespace, types, threshold, worker):
+    """--gt/--detections: score, write metrics.json and (unless ``threshold`` is None)
+    report.html. Returns (report, metrics path, report path or None)."""
+    from maskrcnn_toolkit.core.atomic import refuse_existing
+    from maskrcnn_toolkit.modeling import scoring
+    from maskrcnn_toolkit.modeling.eval_outputs import default_metrics_path, write_json
+    out = args.out or str(default_metrics_path(args.detections))
+    refuse_existing(out, args.overwrite)
+    html_path = html = None
+    if threshold is not None:
+        from maskrcnn_toolkit.modeling.report import report_path
+        html_path = report_path(out)
+        refuse_existing(html_path, args.overwrite)
+    report = scoring.evaluate_files(args.gt, args.detections, types, args.backend,
+                                    analysis_threshold=threshold)
+    if html_path is not None:
+        html = _gt_mode_report(args, report, worker)
+    write_json(out, report.to_json())
+    if html_path is not None:
+        from maskrcnn_toolkit.modeling.report import write_report
+        write_report(html_path, html)
+    return report, out, html_path
+
+
+def _gt_mode_report(args: argparse.Namespace, report, worker) -> str:
     from maskrcnn_toolkit.modeling.report import build_report
     from maskrcnn_toolkit.modeling.report_gallery import images_from_folder
     loader, note = None, ("no --images folder was given: the galleries need the pictures "
@@ -119,7 +136,7 @@ def _gt_mode_report(args: argparse.Namespace, report) -> str:
         loader = images_from_folder(args.images, report.details.gt)
         note = f"pictures from {args.images}"
     return build_report(report, f"{args.detections} scored against {args.gt}",
-                        load_images=loader, gallery_note=note)
+                        load_images=loader, gallery_note=note, worker=worker)
 
 
 if __name__ == "__main__":

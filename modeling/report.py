@@ -151,16 +151,13 @@ def _per_class(a: dict, types: list[str]) -> str:
     return "".join(out)
 
 
-def _curves(report, a: dict, types: list[str]) -> str:
-    rows = a[types[0]]["per_class"]
-    ids = {r["name"]: r["category_id"] for r in rows}
-    return ("<h2 id=curves>Curves</h2>" + _key(rows)
+def _curves(a: dict, types: list[str], png: dict) -> str:
+    return ("<h2 id=curves>Curves</h2>" + _key(a[types[0]]["per_class"])
             + "<p class=note>Precision against recall: pycocotools' interpolated curves "
-              "(their mean over recall is AP50 / AP75).</p>"
-            + _img(report_plots.pr_curves(report.details.curves), alt="PR curves")
+              "(their mean over recall is AP50 / AP75).</p>" + _img(png["pr"], alt="PR curves")
             + "<p class=note>F1 against the score threshold (IoU 0.5); dashed: the "
               "operating threshold; dots: each class's best.</p>"
-            + _img(report_plots.f1_curves(a, types, ids), alt="F1 curves"))
+            + _img(png["f1"], alt="F1 curves"))
 
 
 def _confusion(a: dict, types: list[str]) -> str:
@@ -196,18 +193,26 @@ def _confusion(a: dict, types: list[str]) -> str:
 def _errors(a: dict, types: list[str]) -> str:
     head = ["kind", "what it is"] + [f"{TYPE_NAMES[t]} dAP" for t in types] + \
         [f"{TYPE_NAMES[t]} count" for t in types]
+    top = max([100 * a[t]["errors"]["dAP"][k] for t in types for k in ERROR_KINDS] + [1.0])
+
+    def bar(k: str, t: str) -> str:
+        # the dAP as a bar (120 px = the largest), then its value
+        v = 100 * a[t]["errors"]["dAP"][k]
+        return (f'<span style="display:inline-block;height:10px;width:{120 * v / top:.0f}px;'
+                f'background:rgb{KIND_COLORS[k]};vertical-align:middle"></span> {v:.2f}')
     rows = [[f"{_swatch(KIND_COLORS[k])}{k}", _e(_KIND_MEANING[k])]
-            + [_num(100 * a[t]["errors"]["dAP"][k], 2) for t in types]
+            + [bar(k, t) for t in types]
             + [a[t]["errors"]["counts"][k] for t in types] for k in ERROR_KINDS]
     for k, what in (("false_positives", "every false positive scored below every true "
                      "positive"), ("false_negatives", "every unmatched object removed")):
         rows.append([k.replace("_", " "), what]
                     + [_num(100 * a[t]["errors"]["dAP_special"][k], 2) for t in types]
                     + ["" for _ in types])
+    aps = ", ".join(f"{TYPE_NAMES[t]} {100 * a[t]['errors']['ap50']:.1f}" for t in types)
     return ("<h2 id=errors>Where the AP goes</h2><p class=note>TIDE (Bolya et al., ECCV "
-            "2020): each error kind's dAP is the AP50 gained (in points) if every error of "
-            "that kind alone were fixed. TIDE's AP50 is its own computation, close to "
-            "pycocotools' AP50.</p>" + _img(report_plots.error_bars(a, types), alt="dAP")
+            "2020), IoU 0.5: each error kind's dAP is the AP50 gained (in points) if every "
+            "error of that kind alone were fixed. TIDE's AP50 is its own computation, close "
+            f"to pycocotools' AP50: here {aps}.</p>"
             + _table(head, rows, left=2))
 
 
@@ -251,12 +256,8 @@ def _galleries(report, t: str, load_images: Callable | None, note: str | None) -
     return "".join(out)
 
 
-def _by_size(report, a: dict, types: list[str]) -> str:
-    d = report.details
-    m = d.matches[types[0]]
+def _by_size(report, a: dict, types: list[str], png: dict) -> str:
     rows = a[types[0]]["per_class"]
-    ids = {r["name"]: r["category_id"] for r in rows}
-    areas = {r["name"]: m.gt_area[m.gt_cls == r["category_id"]] for r in rows}
     table = [[f"{_swatch(class_color(r['category_id']))}{_e(r['name'])}"]
              + [f"{r['by_size'][s]['gt_instances']} / {_num(r['by_size'][s]['recall'], 2)}"
                 for s in ("small", "medium", "large")] for r in rows]
@@ -265,21 +266,29 @@ def _by_size(report, a: dict, types: list[str]) -> str:
     return ("<h2 id=size>By size</h2><p class=note>COCO's sizes: small < 32², medium < "
             "96², large (pixels of area).</p>"
             + _table(["", "AP small", "AP medium", "AP large"], stats)
-            + _img(report_plots.size_plots(report.metrics, areas, ids), alt="sizes")
+            + _img(png["sizes"], alt="sizes")
             + f"<p class=note>Ground truth / recall at score >= {a['score_threshold']} "
               f"({TYPE_NAMES[types[0]]}), per size:</p>"
             + _table(["class", "small", "medium", "large"], table))
 
 
-def _run(run_dir, data_dir) -> str:
+def _run_plots(run_dir, data_dir) -> tuple[dict, dict]:
+    """(the dataset's health, the plot jobs of the run's section)."""
     from maskrcnn_toolkit.modeling.run_history import dataset_health, read_scalars
+    h = dataset_health(data_dir)
+    jobs = {"training": ("training_curves", (read_scalars(run_dir),))}
+    if h["per_class"]:
+        ids = {n: k + 1 for k, n in enumerate(h["per_class"])}
+        jobs["dataset"] = ("dataset_plots", (h["per_class"], ids, h["areas"]))
+    return h, jobs
+
+
+def _run(run_dir, data_dir, h: dict, plots: dict) -> str:
     out = ["<h2 id=run>The run</h2>"]
-    scalars = read_scalars(run_dir)
-    png = report_plots.training_curves(scalars)
+    png = plots["training"]
     out.append(f"<p class=note>TensorBoard scalars of {_e(run_dir)} (train/ and eval/).</p>")
     out.append(_img(png, alt="training") if png else
                "<p class=note>No training scalars found.</p>")
-    h = dataset_health(data_dir)
     out.append(f"<h3>The dataset: {_e(data_dir)}</h3>")
     if h["report"]:
         out.append(_table(["convert's report.json", ""],
@@ -292,32 +301,46 @@ def _run(run_dir, data_dir) -> str:
         splits = sorted({s for c in h["per_class"].values() for s in c})
         out.append(_table(["class"] + splits, [[_e(n)] + [c.get(s, 0) for s in splits]
                                                for n, c in h["per_class"].items()]))
-        ids = {n: k + 1 for k, n in enumerate(h["per_class"])}
-        out.append(_img(report_plots.dataset_plots(h["per_class"], ids, h["areas"]),
-                        alt="dataset"))
+        out.append(_img(plots["dataset"], alt="dataset"))
     return "".join(out)
 
 
 def build_report(report, title: str, load_images: Callable[[list[int]], dict] | None = None,
                  gallery_note: str | None = None, run_dir: str | os.PathLike | None = None,
-                 data_dir: str | os.PathLike | None = None) -> str:
+                 data_dir: str | os.PathLike | None = None,
+                 worker: report_plots.PlotWorker | None = None) -> str:
     """The HTML text of the report of ``report`` (an EvalReport with ``analysis`` and
     ``details``). ``load_images``: image ids -> {id: uint8 [H, W, 3] RGB (None when
     missing)}, for the galleries; without it the galleries say ``gallery_note``.
-    ``run_dir`` and ``data_dir`` (``--config`` mode) add the section on the run."""
+    ``run_dir`` and ``data_dir`` (``--config`` mode) add the section on the run.
+    ``worker``: a started :class:`report_plots.PlotWorker` draws the plots while the
+    galleries are drawn here (else everything is drawn here)."""
     a = report.analysis
     types = [t for t in ("segm", "bbox") if t in report.metrics]
+    rows = a[types[0]]["per_class"]
+    ids = {r["name"]: r["category_id"] for r in rows}
+    m = report.details.matches[types[0]]
+    jobs = {"pr": ("pr_curves", (report.details.curves,)),
+            "f1": ("f1_curves", (a, types, ids)),
+            "sizes": ("area_histogram", ({r["name"]: m.gt_area[m.gt_cls == r["category_id"]]
+                                          for r in rows}, ids))}
+    health = None
+    if run_dir is not None:
+        health, more = _run_plots(run_dir, data_dir)
+        jobs.update(more)
+    collect = report_plots.plotter(worker)(jobs)
+    galleries = _galleries(report, types[0], load_images, gallery_note)
+    png = collect()
     sections = [("summary", "Summary"), ("per-class", "Per class"), ("curves", "Curves"),
                 ("confusion", "Confusion"), ("errors", "Where the AP goes"),
                 ("galleries", "Galleries"), ("size", "By size")]
     if run_dir is not None:
         sections.append(("run", "The run"))
-    parts = [_summary(report, title), _per_class(a, types), _curves(report, a, types),
-             _confusion(a, types), _errors(a, types),
-             _galleries(report, types[0], load_images, gallery_note),
-             _by_size(report, a, types)]
+    parts = [_summary(report, title), _per_class(a, types), _curves(a, types, png),
+             _confusion(a, types), _errors(a, types), galleries,
+             _by_size(report, a, types, png)]
     if run_dir is not None:
-        parts.append(_run(run_dir, data_dir))
+        parts.append(_run(run_dir, data_dir, health, png))
     nav = "".join(f'<a href="#{k}">{v}</a>' for k, v in sections)
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>"
             f"{_e(title)}</title><style>{_CSS}</style></head><body><nav>{nav}</nav>"

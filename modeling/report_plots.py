@@ -4,11 +4,16 @@ metrics.json) and returns the PNG of one figure; class colors are core.draw's, s
 has the same color in the plots and in the gallery pictures.
 
 Drawing costs time that the evaluation's benchmark counts (docs/benchmarks.md): figures
-are small, ticks fixed, legends left to the HTML where a class-color key is shown once.
+are small, margins and ticks fixed, legends left to the HTML where a class-color key is
+shown once. :class:`PlotWorker` imports matplotlib (~0.6 s) and draws in a second process
+while the first one scores.
 """
 from __future__ import annotations
 
 import io
+import multiprocessing
+import signal
+from typing import Callable
 
 import numpy as np
 
@@ -20,18 +25,22 @@ KIND_COLORS = {  # error kinds, as the galleries mark them (RGB 0-255)
 TYPE_NAMES = {"segm": "mask", "bbox": "box"}
 
 
-def _figure(n_panels: int, width: float = 3.2, height: float = 2.6):
+def _figure(n_panels: int, width: float = 3.4, height: float = 2.7, left: float = 0.6):
+    """A figure of ``n_panels`` side by side, with fixed margins (inches; tight_layout
+    would draw every figure twice)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=(width * n_panels, height), dpi=80)
     FigureCanvasAgg(fig)  # Agg, whatever backend the environment selects
+    w = width * n_panels
+    fig.subplots_adjust(left=left / w, right=1 - 0.15 / w, bottom=0.5 / height,
+                        top=1 - 0.3 / height, wspace=(left + 0.15) / (width - left - 0.15))
     axes = fig.subplots(1, n_panels, squeeze=False)[0]
     return fig, list(axes)
 
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.tight_layout(pad=0.6)
     fig.savefig(buf, format="png")
     return buf.getvalue()
 
@@ -53,18 +62,17 @@ def _unit_axes(ax, xlabel: str, ylabel: str, title: str) -> None:
 
 
 def pr_curves(curves: dict[str, dict]) -> bytes:
-    """Precision against recall per class: one panel per (IoU type, IoU 0.5 / 0.75).
-    ``curves``: {iou_type: error_analysis.Details.curves[iou_type]}; a class without ground
-    truth (precision -1) has no line."""
-    panels = [(t, k) for t in curves for k in range(2)]
-    fig, axes = _figure(len(panels))
-    for ax, (t, k) in zip(axes, panels):
-        c = curves[t]
-        for j, cid in enumerate(c["category_ids"]):
-            p = c["precision"][k, :, j]
-            if (p >= 0).any():
-                ax.plot(c["recall"], np.maximum(p, 0), color=_rgb(cid), lw=1.3)
-        _unit_axes(ax, "recall", "precision", f"{TYPE_NAMES[t]}, IoU {(0.5, 0.75)[k]}")
+    """Precision against recall per class, one panel per IoU type: IoU 0.5 solid, 0.75
+    dashed. ``curves``: {iou_type: error_analysis.Details.curves[iou_type]}; a class
+    without ground truth (precision -1) has no line."""
+    fig, axes = _figure(len(curves))
+    for ax, (t, c) in zip(axes, curves.items()):
+        for k, style in ((0, "-"), (1, "--")):
+            for j, cid in enumerate(c["category_ids"]):
+                p = c["precision"][k, :, j]
+                if (p >= 0).any():
+                    ax.plot(c["recall"], np.maximum(p, 0), style, color=_rgb(cid), lw=1.2)
+        _unit_axes(ax, "recall", "precision", f"{TYPE_NAMES[t]}: IoU 0.5 (solid), 0.75 (dashed)")
     return _png(fig)
 
 
@@ -89,59 +97,37 @@ def f1_curves(analysis: dict, iou_types: list[str], names_to_ids: dict[str, int]
     return _png(fig)
 
 
-def error_bars(analysis: dict, iou_types: list[str]) -> bytes:
-    """TIDE's dAP per error kind (AP points, 0-100), mask and box side by side."""
-    kinds = list(KIND_COLORS)
-    fig, axes = _figure(len(iou_types), width=3.6)
-    for ax, t in zip(axes, iou_types):
-        d = analysis[t]["errors"]["dAP"]
-        values = [100 * d[k] for k in kinds]
-        y = np.arange(len(kinds))[::-1]
-        ax.barh(y, values, color=[tuple(v / 255 for v in KIND_COLORS[k]) for k in kinds],
-                edgecolor="0.3", lw=0.5)
-        ax.set_yticks(y)
-        ax.set_yticklabels(kinds, fontsize=7)
-        ax.tick_params(labelsize=7)
-        ax.set_xlim(0, max(values + [1.0]) * 1.25)
-        for yy, v in zip(y, values):
-            ax.text(v, yy, f" {v:.1f}", va="center", fontsize=7)
-        ax.set_xlabel("AP50 points lost (dAP)", fontsize=8)
-        ax.set_title(f"{TYPE_NAMES[t]}: TIDE AP50 {100 * analysis[t]['errors']['ap50']:.1f}",
-                     fontsize=9)
-    return _png(fig)
-
-
-def size_plots(metrics: dict, areas: dict[str, np.ndarray], ids: dict[str, int]) -> bytes:
-    """Left: AP for small / medium / large objects per IoU type (pycocotools' APs, APm,
-    APl; a missing bar = no ground truth of that size). Right: histogram of ground-truth
-    instance areas (pixels, log scale) per class, with COCO's 32² and 96² bounds."""
-    fig, (ax, hx) = _figure(2, width=3.8)
-    types = [t for t in ("segm", "bbox") if t in metrics]
-    x = np.arange(3)
-    for k, t in enumerate(types):
-        vals = [metrics[t][s] for s in ("APs", "APm", "APl")]
-        ax.bar(x + (k - (len(types) - 1) / 2) * 0.38, [max(v, 0) for v in vals], 0.36,
-               label=TYPE_NAMES[t], color=("0.35", "0.7")[k % 2])
-    ax.set_xticks(x)
-    ax.set_xticklabels(["small", "medium", "large"], fontsize=8)
-    ax.set_ylim(0, 1.02)
-    ax.set_yticks([0, 0.5, 1])
+def _log_area_axis(ax, top: float) -> None:
+    """An x axis of log10(area) labelled in pixels (a log-scale axis costs several times
+    more to draw)."""
+    ticks = list(range(0, int(np.ceil(np.log10(max(top, 10.0)))) + 1))
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{10 ** t:,}" if t < 4 else f"1e{t}" for t in ticks])
+    ax.set_xlabel("instance area (pixels)", fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.set_title("AP by object size", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
-    nonempty = [v for v in areas.values() if len(v)]
-    top = max([float(np.max(v)) for v in nonempty] + [100 ** 2])
-    bins = np.logspace(0, np.log10(top) + 0.05, 30)
-    for name, v in areas.items():
+
+
+def _log_histograms(ax, series: dict[str, np.ndarray], colors: dict[str, tuple]) -> None:
+    nonempty = [v for v in series.values() if len(v)]
+    top = max([float(np.max(v)) for v in nonempty] + [100.0 ** 2])
+    edges = np.linspace(0, np.log10(top) + 0.05, 31)
+    for name, v in series.items():
         if len(v):
-            hx.hist(v, bins=bins, histtype="step", color=_rgb(ids[name]), lw=1.3)
+            counts, _ = np.histogram(np.log10(np.maximum(v, 1.0)), edges)
+            ax.stairs(counts, edges, color=colors[name], lw=1.3)
+    _log_area_axis(ax, top)
+
+
+def area_histogram(areas: dict[str, np.ndarray], ids: dict[str, int]) -> bytes:
+    """Histogram of ground-truth instance areas (pixels, log scale) per class, with COCO's
+    32² and 96² bounds dashed."""
+    fig, (ax,) = _figure(1, width=5.0)
+    _log_histograms(ax, areas, {n: _rgb(ids[n]) for n in areas})
     for b in (32 ** 2, 96 ** 2):
-        hx.axvline(b, color="0.3", ls="--", lw=0.8)
-    hx.set_xscale("log")
-    hx.set_xlabel("instance area (pixels)", fontsize=8)
-    hx.set_ylabel("instances", fontsize=8)
-    hx.set_title("ground-truth areas per class", fontsize=9)
-    hx.tick_params(labelsize=7)
+        ax.axvline(np.log10(b), color="0.3", ls="--", lw=0.8)
+    ax.set_ylabel("instances", fontsize=8)
+    ax.set_title("ground-truth areas per class (dashed: COCO's small | medium | large)",
+                 fontsize=9)
     return _png(fig)
 
 
@@ -190,15 +176,95 @@ def dataset_plots(per_class: dict[str, dict[str, int]], ids: dict[str, int],
     ax.tick_params(labelsize=7)
     ax.set_title("instances per class", fontsize=9)
     ax.legend(fontsize=7)
-    nonempty = [v for v in areas.values() if len(v)]
-    if nonempty:
-        top = max(float(np.max(v)) for v in nonempty)
-        bins = np.logspace(0, np.log10(max(top, 100.0)) + 0.05, 30)
-        for k, (s, v) in enumerate(areas.items()):
-            hx.hist(v, bins=bins, histtype="step", lw=1.3, label=s, color=f"C{k}")
-        hx.set_xscale("log")
-        hx.legend(fontsize=7)
-    hx.set_xlabel("instance area (pixels)", fontsize=8)
+    if any(len(v) for v in areas.values()):
+        _log_histograms(hx, areas, {s: f"C{k}" for k, s in enumerate(areas)})
+        hx.legend(list(areas), fontsize=7)
     hx.set_title("instance sizes per split", fontsize=9)
     hx.tick_params(labelsize=7)
     return _png(fig)
+
+
+# ----------------------------------------------------------------------------- worker
+
+def _serve(conn, parent_end) -> None:
+    """The worker process: import matplotlib, then draw each batch of jobs it is sent
+    until the pipe closes. Ctrl-C is the parent's to handle: the worker ends with the
+    pipe."""
+    parent_end.close()  # a forked copy of the parent's end would keep the pipe open
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    import matplotlib.backends.backend_agg  # noqa: F401  (the slow part, done early)
+    import matplotlib.figure  # noqa: F401
+    while True:
+        try:
+            jobs = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            conn.send({k: globals()[name](*args) for k, (name, args) in jobs.items()})
+        except Exception as e:  # the parent draws in process and so raises it itself
+            conn.send(e)
+
+
+class PlotWorker:
+    """A second process that has matplotlib imported by the time the plots are wanted
+    (``evaluate.py --gt`` starts it first and scores meanwhile, on the other core).
+
+    ``submit({key: (function name in this module, args)})`` sends a batch;
+    ``collect()`` returns {key: PNG bytes}. If the worker cannot be started, dies, or a job
+    fails there, the jobs are drawn in this process instead (same functions, same bytes).
+    Only for processes without threads that fork would break (no TensorFlow)."""
+
+    def __init__(self):
+        self._jobs = None
+        try:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            self._conn, child = ctx.Pipe()
+            self._proc = ctx.Process(target=_serve, args=(child, self._conn), daemon=True)
+            self._proc.start()
+            child.close()
+        except OSError:
+            self._proc = None
+
+    def submit(self, jobs: dict) -> None:
+        self._jobs = jobs
+        if self._proc is not None:
+            try:
+                self._conn.send(jobs)
+            except (OSError, ValueError):
+                self.close()
+
+    def collect(self) -> dict:
+        out = None
+        if self._proc is not None:
+            try:
+                out = self._conn.recv()
+            except (EOFError, OSError):
+                out = None
+        if not isinstance(out, dict):
+            out = draw(self._jobs)
+        return out
+
+    def close(self) -> None:
+        if self._proc is not None:
+            self._conn.close()
+            self._proc.join(timeout=5)
+            if self._proc.is_alive():
+                self._proc.terminate()
+            self._proc = None
+
+
+def draw(jobs: dict) -> dict:
+    """{key: PNG bytes} of {key: (function name in this module, args)}, in this process."""
+    return {k: globals()[name](*args) for k, (name, args) in jobs.items()}
+
+
+def plotter(worker: PlotWorker | None) -> Callable[[dict], Callable[[], dict]]:
+    """``submit(jobs) -> collect()``: through ``worker`` when given, else in process."""
+    def submit(jobs: dict) -> Callable[[], dict]:
+        if worker is None:
+            return lambda: draw(jobs)
+        worker.submit(jobs)
+        return worker.collect
+    return submit

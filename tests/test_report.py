@@ -146,7 +146,8 @@ def test_report_renders_in_a_browser_with_every_picture(scene, tmp_path):
     found = re.search(r'data-images="([^"]*)"', dom.stdout)
     assert found, dom.stderr[-2000:]
     loaded = json.loads(found.group(1).replace("&quot;", '"'))
-    assert len(loaded) >= 8 and all(loaded), loaded  # plots + 3 gallery pictures
+    # 3 plots (PR, F1, areas) + 4 gallery pictures, every one decoded
+    assert len(loaded) == page.read_text().count("<img ") == 7 and all(loaded), loaded
     shot = tmp_path / "shot.png"
     _chromium(browser, tmp_path, f"--screenshot={shot}", "--window-size=1200,2400",
               page.as_uri())
