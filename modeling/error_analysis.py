@@ -29,6 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from maskrcnn_toolkit.modeling.tide import classify_false_positives, tide_errors
 
@@ -92,7 +93,6 @@ class Matches:
 
 def segm_rle(seg, h: int, w: int):
     """A segmentation as RLE, as pycocotools' ``COCO.annToRLE`` makes it."""
-    from pycocotools import mask as mask_utils
     if isinstance(seg, list):
         return mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
     if isinstance(seg["counts"], list):
@@ -105,7 +105,6 @@ def _gt_rles(anns: list[dict], h: int, w: int) -> list:
     (faster-coco-eval 1.8 under ``rle``, pycocotools in ``segmentation``): used when its
     size is the image's, else the annotation is converted here (single polygons in one
     pycocotools call)."""
-    from pycocotools import mask as mask_utils
     out = []
     for a in anns:
         r = a.get("rle")
@@ -188,7 +187,6 @@ def match_all(gt: dict, dets: list, iou_type: str) -> Matches:
         n_gt.append(len(g_idx))
         n_crowd.append(len(c_idx))
         if iou_type == "segm" and d_idx and (g_idx or c_idx):
-            from pycocotools import mask as mask_utils
             h, w = im["height"], im["width"]
             d_geo = [det_rle(dets[k], h, w) for k in d_idx]
             g_geo = _gt_rles([anns[k] for k in g_idx + c_idx], h, w)
