@@ -242,7 +242,7 @@ def _galleries(report, t: str, load_images: Callable | None, note: str | None) -
             image_id = m.image_ids[k]
             if pictures.get(image_id) is None:
                 figs.append(f"<figure>image {image_id}: picture not found ({n} "
-                            f"errors)</figure>")
+                            f"error{'' if n == 1 else 's'})</figure>")
                 continue
             if image_id not in drawn:
                 pic = draw_errors(pictures[image_id], m, k, errors, d.gt, d.dets, t)
@@ -250,7 +250,7 @@ def _galleries(report, t: str, load_images: Callable | None, note: str | None) -
             fid = f"g{c}-{image_id}"  # ids without the class name: names may hold spaces
             figs.append(f'<figure id="{fid}"><a href="#{fid}">{drawn[image_id]}</a>'
                         f'<figcaption><a href="#galleries">image {image_id}</a>: {n} '
-                        f"errors</figcaption></figure>")
+                        f"error{'' if n == 1 else 's'}</figcaption></figure>")
         out.append(f"<h3>{_e(name)}</h3>" + (f'<div class="gal">{"".join(figs)}</div>'
                                               if figs else "<p class=note>no errors</p>"))
     return "".join(out)

@@ -102,7 +102,8 @@ def _log_area_axis(ax, top: float) -> None:
     more to draw)."""
     ticks = list(range(0, int(np.ceil(np.log10(max(top, 10.0)))) + 1))
     ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{10 ** t:,}" if t < 4 else f"1e{t}" for t in ticks])
+    ax.set_xticklabels([("1", "10", "100", "1k", "10k", "100k", "1M", "10M")[t]
+                        if t < 8 else f"1e{t}" for t in ticks])
     ax.set_xlabel("instance area (pixels)", fontsize=8)
     ax.tick_params(labelsize=7)
 
@@ -149,14 +150,15 @@ def training_curves(scalars: dict[str, list[tuple[int, float]]]) -> bytes | None
             steps = [s for s, _ in pts]
             vals = [v for _, v in pts]
             ax.plot(steps, vals, marker="o" if len(pts) < 12 else None, ms=3, lw=1.2,
-                    label=name.split("/")[-1], color=f"C{k % 10}")
+                    label=name.split("/")[-1] if title == "losses" else name,
+                    color=f"C{k % 10}")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.3)
         if title == "losses":
             ax.set_yscale("log")
-        ax.legend(fontsize=6, loc="best" if len(series) < 8 else "upper right")
+        ax.legend(fontsize=6, loc="upper right")  # "best" costs a search per plot
     return _png(fig)
 
 
