@@ -1,20 +1,28 @@
 """Benchmark: `evaluate.py --gt/--detections` vs plain pycocotools, same files, one run.
 
   .venv/bin/python bench/eval.py [--images 3000] [--seed 0] [--repeat 3]
+  .venv/bin/python bench/eval.py --config configs/parts_demo.yaml [--repeat 3]  # a run
 
 Generates (deterministically, from --seed) a COCO ground truth of polygon instances and a
 COCO results file (jittered copies of the ground truth with RLE masks, some with the wrong
 class, some missed, plus false positives; scores rounded to 5 decimals as
 Detections.to_coco writes them, so ties occur), then for segm and bbox times, interleaved
 (one of each per round, --repeat rounds, medians reported):
-  - ours, as a user runs it: `evaluate.py --gt --detections --iou-type T --out M` in a
-    fresh Python (start-up, imports, read, check, score, print, write): the headline;
+  - ours, as a user runs it: `evaluate.py --gt --detections --iou-type T --out M
+    --no-report` in a fresh Python (start-up, imports, read, check, score, print, write):
+    the headline (plain pycocotools writes no report either);
+  - the same without --no-report (the analysis and report.html too): what the report
+    costs is the difference (goal: at most 50% of the --no-report time);
   - its start-up alone: the same command on a one-image set;
   - ours, the library call modeling.scoring.evaluate_files (for reference);
   - baseline: pycocotools COCO(gt), loadRes(dt), COCOeval evaluate/accumulate/summarize.
 Asserts the 12 stats and the per-class AP/AP50/AP75 identical (==), prints a table and
 saves bench/results/eval.json. Goal (docs/DESIGN_NOTES.md, Evaluation): the CLI >= 2.5x
 plain pycocotools for segm; the table says met or MISSED.
+
+With --config (a trained run, e.g. the demo's after `make demo`): `evaluate.py --config C
+--out TMP` with and without --no-report, interleaved, medians; the report's cost against the
+evaluation's wall time (goal: at most 25%); saved as bench/results/eval_report_config.json.
 """
 from __future__ import annotations
 
@@ -147,12 +155,19 @@ def _wall_cpu(fn):
     return time.perf_counter() - t0, time.process_time() - c0 + child, out
 
 
-def run_cli(gt_path, dt_path, iou_type, out):
+# The report may cost at most this fraction of the evaluation's wall time (--gt/--detections
+# on the synthetic set; a --config run on the demo's 60 validation images).
+REPORT_GOAL_GT, REPORT_GOAL_CONFIG = 0.5, 0.25
+
+
+def run_cli(gt_path, dt_path, iou_type, out, *extra):
     """evaluate.py as a user runs it: a fresh Python, imports, read, check, score, print,
-    write the metrics JSON. Returns the metrics JSON."""
+    write the metrics JSON (and report.html when ``extra`` has no --no-report). Returns
+    the metrics JSON."""
     p = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--gt", str(gt_path),
                         "--detections", str(dt_path), "--iou-type", iou_type, "--out",
-                        str(out), "--overwrite"], capture_output=True, text=True, cwd=ROOT)
+                        str(out), "--overwrite", *extra], capture_output=True, text=True,
+                       cwd=ROOT)
     assert p.returncode == 0, p.stderr
     return json.loads(Path(out).read_text())
 
@@ -163,9 +178,13 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3,
                     help="timings per row (>= 3; the median is reported)")
+    ap.add_argument("--config", help="time the report of `evaluate.py --config` on this "
+                    "trained run instead (e.g. configs/parts_demo.yaml after make demo)")
     args = ap.parse_args(argv)
     if args.repeat < 3:
         ap.error("--repeat must be >= 3 (the table reports medians)")
+    if args.config:
+        return bench_config(args.config, args.repeat)
 
     t0 = time.perf_counter()
     gt, dets = make_set(args.images, args.seed)
@@ -189,8 +208,11 @@ def main(argv=None):
             # load on the shared machine hits all of them, then the median of each is taken.
             jobs = {"pycocotools": lambda: plain_pycocotools(gt_path, dt_path, t),
                     "library": lambda: scoring.evaluate_files(gt_path, dt_path, (t,)),
-                    "cli": lambda: run_cli(gt_path, dt_path, t, out),
-                    "startup": lambda: run_cli(tiny_gt, tiny_dt, t, Path(tmp) / "tiny.json")}
+                    "cli": lambda: run_cli(gt_path, dt_path, t, out, "--no-report"),
+                    "report": lambda: run_cli(gt_path, dt_path, t,
+                                              Path(tmp) / f"r_{t}.json"),
+                    "startup": lambda: run_cli(tiny_gt, tiny_dt, t, Path(tmp) / "tiny.json",
+                                               "--no-report")}
             wall = {k: [] for k in jobs}
             cpu = {k: [] for k in jobs}
             res = {}
@@ -205,6 +227,8 @@ def main(argv=None):
             assert [[c["AP"], c["AP50"], c["AP75"]] for c in rep.metrics[t]["per_class"]] \
                 == per_class_of(E), t
             assert [cli[t][k] for k in scoring.STAT_KEYS] == ours, t
+            assert [res["report"][t][k] for k in scoring.STAT_KEYS] == ours, t
+            assert "analysis" in res["report"] and "analysis" not in cli, t
             med = {k: float(np.median(v)) for k, v in wall.items()}
             med_cpu = {k: float(np.median(v)) for k, v in cpu.items()}
             speedup_cli = med["pycocotools"] / med["cli"]
@@ -216,6 +240,11 @@ def main(argv=None):
                 "goal": GOAL if t == "segm" else None,
                 "goal_met": (speedup_cli >= GOAL) if t == "segm" else None,
                 "cli_startup_s": round(med["startup"], 3),
+                "cli_with_report_s": round(med["report"], 3),
+                "report_s": round(med["report"] - med["cli"], 3),
+                "report_fraction": round((med["report"] - med["cli"]) / med["cli"], 3),
+                "report_goal": REPORT_GOAL_GT,
+                "report_goal_met": (med["report"] - med["cli"]) / med["cli"] <= REPORT_GOAL_GT,
                 "library_s": round(med["library"], 3),
                 "speedup_library": round(med["pycocotools"] / med["library"], 2),
                 "pycocotools_cpu_s": round(med_cpu["pycocotools"], 3),
@@ -237,6 +266,13 @@ def main(argv=None):
               f"{r['speedup_cli']:.2f}x | {goal} | {r['cli_startup_s']:.2f} | "
               f"{r['library_s']:.2f} | {r['speedup_library']:.2f}x | "
               f"{r['speedup_cli_cpu']:.2f}x | {r['AP']:.4f} | identical |")
+    print("\n| IoU type | evaluate.py --no-report (s) | with report.html (s) | report's "
+          "cost | goal <= 50% |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['iou_type']} | {r['cli_s']:.2f} | {r['cli_with_report_s']:.2f} | "
+              f"{100 * r['report_fraction']:.0f}% | "
+              f"{'met' if r['report_goal_met'] else 'MISSED'} |")
     result = {"images": len(gt["images"]), "gt_instances": len(gt["annotations"]),
               "detections": len(dets), "seed": args.seed, "repeat": args.repeat,
               "statistic": "median of interleaved runs", "goal_segm_cli_speedup": GOAL,
@@ -250,6 +286,41 @@ def main(argv=None):
     print(f"\nbench eval: evaluate.py segm {segm['speedup_cli']:.2f}x plain pycocotools (goal "
           f"{GOAL}x {'met' if segm['goal_met'] else 'MISSED'}), stats identical, "
           f"-> {out.relative_to(ROOT)}")
+    return 0
+
+
+def bench_config(config: str, repeat: int) -> int:
+    """The report's cost in `evaluate.py --config`: with and without --no-report,
+    interleaved, ``repeat`` rounds, medians."""
+    wall = {"no_report": [], "report": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeat):
+            for k, extra in (("no_report", ["--no-report"]), ("report", [])):
+                t0 = time.perf_counter()
+                p = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--config",
+                                    config, "--out", str(Path(tmp) / k), "--overwrite",
+                                    *extra], capture_output=True, text=True, cwd=ROOT)
+                assert p.returncode == 0, p.stderr[-3000:]
+                wall[k].append(time.perf_counter() - t0)
+        metrics = json.loads((Path(tmp) / "report" / "metrics.json").read_text())
+    med = {k: float(np.median(v)) for k, v in wall.items()}
+    fraction = (med["report"] - med["no_report"]) / med["no_report"]
+    result = {"config": config, "images": metrics["counts"]["images"], "repeat": repeat,
+              "statistic": "median of interleaved runs",
+              "evaluate_no_report_s": round(med["no_report"], 3),
+              "evaluate_with_report_s": round(med["report"], 3),
+              "report_fraction": round(fraction, 3), "goal": REPORT_GOAL_CONFIG,
+              "goal_met": fraction <= REPORT_GOAL_CONFIG,
+              "wall_s_all": {k: [round(x, 3) for x in v] for k, v in wall.items()},
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+              "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    out = ROOT / "bench" / "results" / "eval_report_config.json"
+    with atomic_write(out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"bench eval --config: evaluate.py {med['no_report']:.1f} s without the report, "
+          f"{med['report']:.1f} s with it: the report costs {100 * fraction:.0f}% (goal <= "
+          f"{100 * REPORT_GOAL_CONFIG:.0f}% {'met' if fraction <= REPORT_GOAL_CONFIG else 'MISSED'}"
+          f") on {result['images']} images -> {out.relative_to(ROOT)}")
     return 0
 
 

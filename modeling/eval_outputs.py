@@ -81,8 +81,11 @@ def _save_png(path: Path, image: np.ndarray) -> None:
 
 
 def write_outputs(out_dir: Path, results_text: str, report: EvalReport,
-                  pictures: list[tuple[int, np.ndarray]]) -> None:
-    """Write detections.json (``results_text``, as is), metrics.json and images/ (one
+                  pictures: list[tuple[int, np.ndarray]], report_html: str | None = None
+                  ) -> None:
+    """Write detections.json (``results_text``, as is), metrics.json, report.html
+    (``report_html``; without it a previous report.html is removed: it would describe
+    another evaluation) and images/ (one
     ``<image_id>.png`` per (image_id, uint8 [H, W, 3] RGB) picture) as one step: all into
     temporaries first, then renamed into place; on any failure (Ctrl-C included) the
     temporaries are removed and the previous outputs stay. The previous images/ folder is
@@ -91,11 +94,14 @@ def write_outputs(out_dir: Path, results_text: str, report: EvalReport,
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp_results = temp_path_for(out_dir / "detections.json")
     tmp_metrics = temp_path_for(out_dir / "metrics.json")
+    tmp_report = None if report_html is None else temp_path_for(out_dir / "report.html")
     tmp_images = make_temp_dir(out_dir / "images")
     old_images = None
     try:
         tmp_results.write_text(results_text)
         tmp_metrics.write_text(json.dumps(report.to_json(), indent=1) + "\n")
+        if report_html is not None:
+            tmp_report.write_text(report_html, encoding="utf-8")
         for image_id, picture in pictures:
             _save_png(tmp_images / f"{image_id}.png", picture)
         images = out_dir / "images"
@@ -105,9 +111,14 @@ def write_outputs(out_dir: Path, results_text: str, report: EvalReport,
         os.replace(tmp_images, images)
         os.replace(tmp_results, out_dir / "detections.json")
         os.replace(tmp_metrics, out_dir / "metrics.json")
+        if report_html is not None:
+            os.replace(tmp_report, out_dir / "report.html")
+        else:
+            (out_dir / "report.html").unlink(missing_ok=True)
     except BaseException:
-        for t in (tmp_results, tmp_metrics, tmp_images):
-            discard(t)
+        for t in (tmp_results, tmp_metrics, tmp_report, tmp_images):
+            if t is not None:
+                discard(t)
         if old_images is not None and not (out_dir / "images").exists():
             os.replace(old_images / "images", out_dir / "images")  # put the old set back
         raise

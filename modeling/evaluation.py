@@ -52,6 +52,18 @@ def read_val_records(files: list, max_images: int | None = None):
         yield int(sid.numpy().decode()), img.numpy()
 
 
+def _val_images(files: list, ids: list[int]) -> dict:
+    """{image id: uint8 [H, W, 3] RGB} of the validation records with those ids (the
+    report's galleries: read again, so evaluation keeps no picture in memory)."""
+    wanted, found = set(ids), {}
+    for image_id, image in read_val_records(files):
+        if image_id in wanted:
+            found[image_id] = image
+            if len(found) == len(wanted):
+                break
+    return found
+
+
 def _batches(items, size: int):
     batch = []
     for it in items:
@@ -118,7 +130,8 @@ def evaluate_model(config: str | os.PathLike, checkpoint: str | None = None,
                    out: str | os.PathLike | None = None, overwrite: bool = False,
                    backend: str = DEFAULT_BACKEND, num_visuals: int | None = None,
                    show_progress: bool = True, pre_nms_score_threshold: float | None = None,
-                   iou_types: Iterable[str] = IOU_TYPES) -> tuple[EvalReport, Path]:
+                   iou_types: Iterable[str] = IOU_TYPES,
+                   score_threshold: float | None = 0.5) -> tuple[EvalReport, Path]:
     """Run a checkpoint (default: the run's latest) or an export over the run's validation
     TFRecords and score it against the data folder's ``val_annotations.json``.
 
@@ -136,7 +149,9 @@ def evaluate_model(config: str | os.PathLike, checkpoint: str | None = None,
     (default: the config's ``eval.num_images_to_draw``, else 4) images are drawn.
     ``pre_nms_score_threshold`` overrides the checkpoint model's own (the config's); an
     export keeps the one it was exported with. ``iou_types``: what is scored ("segm",
-    "bbox" or both).
+    "bbox" or both). ``score_threshold``: the operating point of ``report.html`` (written
+    beside metrics.json, see :mod:`maskrcnn_toolkit.modeling.report`); None writes no
+    report (and removes a previous one).
 
     Returns (report, output folder).
     """
@@ -229,12 +244,19 @@ def evaluate_model(config: str | os.PathLike, checkpoint: str | None = None,
                                                             {v[0] for v in visuals}]}))
     with gc_paused():
         report = score(gt, results, iou_types, backend, str(results_path),
-                       label_map_ids=dict(run.label_map.names_by_id))
+                       label_map_ids=dict(run.label_map.names_by_id),
+                       analysis_threshold=score_threshold)
     report.warnings[:0] = notes
     report.extras = {"source": source, "step": step, "inference_seconds": round(infer_s, 3)}
     report.seconds = time.perf_counter() - t0
     pictures = [(image_id, side_by_side(image, gt_for_drawing, image_id, dets))
                 for image_id, image, dets in visuals]
-    write_outputs(out_dir, results_text, report, pictures)
+    html = None
+    if score_threshold is not None:
+        from maskrcnn_toolkit.modeling.report import build_report
+        html = build_report(report, f"{source}, {run.config_path}",
+                            load_images=lambda ids: _val_images(run.val_files, ids),
+                            run_dir=run.run_dir, data_dir=run.data_dir)
+    write_outputs(out_dir, results_text, report, pictures, html)
     write_scalars(Path(run.run_dir) / "eval", report, step)
     return report, out_dir

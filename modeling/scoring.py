@@ -63,6 +63,10 @@ class EvalReport:
     warnings: human-readable explanations of suspicious inputs or numbers.
     backend: the library and version that produced the numbers.
     counts: images, ground-truth instances, detections scored, categories.
+    analysis: the operating point, confusion matrix and error breakdown
+      (:func:`maskrcnn_toolkit.modeling.error_analysis.analyse`), when asked for.
+    details: what the report draws beyond metrics.json (an
+      ``error_analysis.Details``: PR curves, matches, the scored inputs), when asked for.
     """
 
     metrics: dict[str, dict]
@@ -71,6 +75,8 @@ class EvalReport:
     counts: dict[str, int]
     seconds: float = 0.0
     extras: dict = field(default_factory=dict)
+    analysis: dict | None = None
+    details: Any = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         out: dict[str, Any] = dict(self.metrics)
@@ -78,6 +84,8 @@ class EvalReport:
         out["backend"] = self.backend
         out["counts"] = dict(self.counts)
         out.update(self.extras)
+        if self.analysis is not None:
+            out["analysis"] = self.analysis
         return out
 
 
@@ -103,7 +111,8 @@ def check_iou_types(iou_types: Iterable[str]) -> tuple[str, ...]:
 
 def score(gt: dict, dets: list, iou_types: Iterable[str] = IOU_TYPES,
           backend: str = DEFAULT_BACKEND, dt_path: str = "detections",
-          label_map_ids: dict[int, str] | None = None) -> EvalReport:
+          label_map_ids: dict[int, str] | None = None,
+          analysis_threshold: float | None = None) -> EvalReport:
     """Score COCO results against a COCO ground truth.
 
     Args:
@@ -115,6 +124,8 @@ def score(gt: dict, dets: list, iou_types: Iterable[str] = IOU_TYPES,
       dt_path: how warnings name the detections.
       label_map_ids: {id: name} of the model's label map, checked against the GT's
         categories when given.
+      analysis_threshold: when given, also the error analysis at this score threshold
+        (``report.analysis`` and ``report.details``).
     Returns:
       An :class:`EvalReport`.
     """
@@ -133,7 +144,12 @@ def score(gt: dict, dets: list, iou_types: Iterable[str] = IOU_TYPES,
         m["per_class"] = per_class(E, names, n_gt)
         metrics[t] = m
         warnings.extend(inspect_numbers(t, m, bool(dets)))
-    return EvalReport(metrics, warnings, label, counts, time.perf_counter() - t0)
+    report = EvalReport(metrics, warnings, label, counts, time.perf_counter() - t0)
+    if analysis_threshold is not None:
+        from maskrcnn_toolkit.modeling.error_analysis import analyse
+        # after scoring: the ground truth's RLEs that scoring made are reused
+        report.analysis, report.details = analyse(gt, dets, evals, analysis_threshold)
+    return report
 
 
 def _run_cocoeval(gt: dict, dets: list, iou_types: tuple[str, ...], backend: str) -> dict:
@@ -305,14 +321,15 @@ def gc_paused():
 
 
 def evaluate_files(gt_path: str | os.PathLike, dt_path: str | os.PathLike,
-                   iou_types: Iterable[str] = IOU_TYPES, backend: str = DEFAULT_BACKEND
-                   ) -> EvalReport:
-    """Read, check and score a COCO ground-truth file and a COCO results file."""
+                   iou_types: Iterable[str] = IOU_TYPES, backend: str = DEFAULT_BACKEND,
+                   analysis_threshold: float | None = None) -> EvalReport:
+    """Read, check and score a COCO ground-truth file and a COCO results file
+    (``analysis_threshold``: see :func:`score`)."""
     with gc_paused():
-        return _evaluate_files(gt_path, dt_path, iou_types, backend)
+        return _evaluate_files(gt_path, dt_path, iou_types, backend, analysis_threshold)
 
 
-def _evaluate_files(gt_path, dt_path, iou_types, backend) -> EvalReport:
+def _evaluate_files(gt_path, dt_path, iou_types, backend, analysis_threshold) -> EvalReport:
     t0 = time.perf_counter()
     iou_types = tuple(iou_types)
     gt_path, dt_path = os.fspath(gt_path), os.fspath(dt_path)
@@ -322,7 +339,8 @@ def _evaluate_files(gt_path, dt_path, iou_types, backend) -> EvalReport:
     dets = read_json(dt_path, "a COCO results JSON list of {image_id, category_id, bbox, "
                               "segmentation, score}")
     check_detections(dets, dt_path)
-    report = score(gt, dets, iou_types, backend, dt_path)
+    report = score(gt, dets, iou_types, backend, dt_path,
+                   analysis_threshold=analysis_threshold)
     report.seconds = time.perf_counter() - t0
     return report
 

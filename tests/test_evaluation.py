@@ -443,6 +443,14 @@ def test_tiny_model_end_to_end_checkpoint_and_export_agree(tiny_run, tiny_export
     assert all(r["segmentation"]["size"] == sizes[r["image_id"]] for r in exported)
     assert all(r["category_id"] in tiny_run.label_map.ids for r in exported)
     assert list((out / "images").glob("*.png"))
+    # the report, with the run's section (training scalars, the dataset's health)
+    assert p.stdout.strip().splitlines()[-2] == f"report: {out / 'report.html'} (open it in " \
+        "a browser)"
+    page = (out / "report.html").read_text()
+    assert "id=run>" in page and "id=galleries>" in page and "id=curves>" in page
+    assert 'alt="training"' in page  # the tiny run's loss curves
+    assert [r["name"] for r in m["analysis"]["segm"]["per_class"]] == \
+        list(tiny_run.label_map.names_by_id.values())
     # TensorBoard scalars go to the run directory, whatever --out is.
     assert not list(out.glob("events.out.tfevents.*"))
     assert set(scalars.glob("events.out.tfevents.*")) - events_before
