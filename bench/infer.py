@@ -27,7 +27,7 @@ all in one process on the same weights:
   - signature@0:        the SavedModel's ``serving_default`` called as TF Serving or plain
                         TF code calls it (``tf.saved_model.load``): every detection's mask
                         pasted in-graph and returned at full size, uint8 [1, N, H, W]
-Both exports are loaded by ``inference.Predictor``, as users load them. Goals (issue 6):
+Both exports are loaded by ``inference.Predictor``, as users load them. Goals (docs/benchmarks.md):
 each export <= 1.1x direct, and frozen+paste <= export.
 Prints a table and saves bench/results/infer.json.
 """
