@@ -8,7 +8,9 @@
   scheduler or a preempted cloud VM sends; by default it ends Python at once, with no
   ``finally`` and no cleanup, so :func:`run` turns it into ``KeyboardInterrupt``. The
   interrupt unwinds the work (temporaries are discarded, training saves a checkpoint), then
-  one line ``interrupted: ...`` is printed and the exit code is 130.
+  one line ``interrupted: ...`` is printed and the exit code is 130. What it says is the
+  ``KeyboardInterrupt``'s own text when the work gave one (training: the step and the
+  checkpoint it saved), else the CLI's ``interrupted`` text.
 - Anything else is a bug in this project and keeps its traceback.
 - TensorFlow's start-up noise is kept off stderr (``core/quiet.py``);
   ``MASKRCNN_TOOLKIT_VERBOSE=1`` shows everything.
@@ -50,12 +52,12 @@ def run(body: Callable[[], int | None],
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if in_main:  # a second Ctrl-C / SIGTERM must not cut the one line short
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            text = interrupted() if callable(interrupted) else interrupted
+            text = str(e) or (interrupted() if callable(interrupted) else interrupted)
             print(f"interrupted: {text}" if text else "interrupted", file=sys.stderr)
         finally:
             if in_main:

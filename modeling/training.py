@@ -44,6 +44,10 @@ class TrainSummary:
     metrics: dict = field(default_factory=dict)
     already_finished: bool = False
 
+    # The first step traces and builds the training graph (~1 min on a CPU): its time is
+    # reported apart, so s/step is what each further step costs.
+    first_step_seconds: float = 0.0
+
     def line(self) -> str:
         if self.already_finished:
             return (f"run already finished at step {self.end_step}: nothing to do (raise "
@@ -53,10 +57,13 @@ class TrainSummary:
         ap = ""
         if "mask_AP" in self.metrics:
             ap = f", box AP {self.metrics['AP']:.3f}, mask AP {self.metrics['mask_AP']:.3f}"
+        rest = self.seconds - self.first_step_seconds
+        pace = (f"{rest / (n - 1):.2f} s/step after the first step's "
+                f"{self.first_step_seconds:.0f} s of graph building" if n > 1 else
+                "graph building included")
         return (f"trained steps {self.start_step}→{self.end_step} ({n} steps) in "
-                f"{self.seconds:.0f} s ({self.seconds / max(n, 1):.2f} s/step), final loss "
-                f"{loss:.4f}{ap}; checkpoints, TensorBoard logs and pipeline.yaml in "
-                f"{self.run_dir}")
+                f"{self.seconds:.0f} s ({pace}), final loss {loss:.4f}{ap}; checkpoints, "
+                f"TensorBoard logs and pipeline.yaml in {self.run_dir}")
 
 
 class NonFiniteLoss(UserError):
@@ -228,9 +235,7 @@ class Trainer:
         if latest:
             # expect_partial: Keras optimizer slot variables are created lazily.
             self.checkpoint.restore(latest).expect_partial()
-            step = int(self.global_step.numpy())
-            print(f"resuming from {latest} (step {step})")
-            return step
+            return int(self.global_step.numpy())
         value = init_checkpoint_value(self.run)  # absolute path or registry name
         if value:
             _init_from_checkpoint(self.run, self.model, value)
@@ -261,16 +266,26 @@ class Trainer:
         window: dict[str, list[float]] = {}
         step = start
         n = self.strategy.num_replicas_in_sync
+        if start:
+            print(f"resuming {self.manager.latest_checkpoint} at step {start}: "
+                  f"{steps - start} steps to go ({start}→{steps})")
         print(f"training {run.user.model.preset} at {run.image_size} px, batch "
               f"{t.batch_size} on {n} device{'s' if n > 1 else ''} "
               f"({type(self.strategy).__name__}, {self.precision}): steps {start}→{steps}")
+        print("building the training graph (the first step; about a minute on a CPU)...",
+              flush=True)
         t0 = time.time()
-        bar = tqdm(total=steps, initial=start, unit="step", disable=not progress,
-                   dynamic_ncols=True, desc="train")
+        # The bar starts after the first step, so its ETA and rate are those of the steps
+        # that follow, not of the graph building.
+        bar = None
         try:
             while step < steps:
                 out = self.step_fn(self.iterator).numpy().astype(np.float64)
                 step += 1
+                if bar is None:
+                    summary.first_step_seconds = time.time() - t0
+                    bar = tqdm(total=steps, initial=step - 1, unit="step",
+                               disable=not progress, dynamic_ncols=True, desc="train")
                 delta = out - prev
                 prev = out
                 losses = dict(zip(self.metric_names,
@@ -302,7 +317,8 @@ class Trainer:
                     summary.metrics = evaluator.evaluate(step)
                     bar.refresh()
         except KeyboardInterrupt:
-            bar.close()
+            if bar is not None:
+                bar.close()
             # Ctrl-C / SIGTERM usually lands while step_fn runs and surfaces once it returns,
             # before ``step`` counts that step: the weights, the optimizer and global_step
             # were updated together inside step_fn, so global_step says which step they are
@@ -311,11 +327,14 @@ class Trainer:
             step = int(self.global_step.numpy())
             if step > start:
                 path = self.save(step)
-                print(f"\ninterrupted at step {step}; saved {path}. Re-run the same command "
-                      f"to resume.")
-            raise
+                # The one line the CLI prints (core.cli.run): no second "interrupted".
+                raise KeyboardInterrupt(f"at step {step}; saved {path}. Re-run the same "
+                                        f"command to resume.") from None
+            raise KeyboardInterrupt(f"at step {step}, before a step finished; nothing new "
+                                    f"saved") from None
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
             writer.close()
         summary.end_step = step
         summary.seconds = time.time() - t0

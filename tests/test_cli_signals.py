@@ -193,8 +193,8 @@ def test_train_sigterm_leaves_a_complete_checkpoint_named_after_its_step(tiny_da
     run_dir = tmp_path / "run"
     prefix = tf.train.latest_checkpoint(str(run_dir))
     assert prefix is not None, r.out
-    m = re.search(rf"interrupted at step (\d+); saved {re.escape(prefix)}\.", r.out)
-    assert m, r.out
+    m = re.search(rf"interrupted: at step (\d+); saved {re.escape(prefix)}\.", r.err)
+    assert m, r.err
     step = int(m[1])
     assert Path(prefix).name == f"ckpt-{step}" and checkpoint_step(prefix) == step >= 1
     assert not [p.name for p in run_dir.rglob("*") if "temp" in p.name or ".tmp-" in p.name]

@@ -215,4 +215,10 @@ def test_cli_runner_sigterm_is_ctrl_c_and_handlers_are_restored(capsys):
     assert run(bad) == 2
     assert capsys.readouterr().err == "error: file 'x.json': no images; convert it first\n"
     assert run(lambda: None) == 0 and run(lambda: 3) == 3
+
+    def saved():  # the work's own account of what it left (training: step and checkpoint)
+        raise KeyboardInterrupt("at step 3; saved run/ckpt-3")
+
+    assert run(saved, interrupted="nothing was written") == 130
+    assert capsys.readouterr().err == "interrupted: at step 3; saved run/ckpt-3\n"
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -175,7 +175,53 @@ def test_resume_on_two_logical_cpus_with_mirrored_strategy(tiny_run, tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert "resuming from" in out and "(step 2)" in out
+    assert f"resuming {run_dir / 'ckpt-2'} at step 2: 1 steps to go (2→3)" in out
     assert "on 2 devices (MirroredStrategy" in out
     assert "trained steps 2→3 (1 steps)" in out
     assert checkpoint_step(latest_checkpoint(run_dir)) == 3
+
+
+def test_interrupts_save_a_checkpoint_named_after_its_step_and_say_so(tiny_run, tmp_path):
+    """Ctrl-C at several points of the real loop: inside the first step (nothing saved),
+    after a step's work but before the loop counted it (where an interrupt usually lands:
+    step_fn returns, then Python raises), and before a step started. Each time the
+    checkpoint's name, the global step it stores and the one line the CLI prints agree, and
+    the next fit resumes from it. The interrupt is injected around the real step_fn."""
+    from maskrcnn_toolkit.modeling.config import load_run
+    from maskrcnn_toolkit.modeling.training import Trainer, checkpoint_step, latest_checkpoint
+    run_dir = tmp_path / "run"
+    run = load_run(tiny_run.config_path, {"run_dir": str(run_dir), "train.steps": 8,
+                                          "train.checkpoint_every": 100})
+    trainer = Trainer(run)
+    real_step, plan = trainer.step_fn, {}
+
+    def step_fn(iterator):
+        plan["calls"] += 1
+        if plan["calls"] == plan["at"] and plan["where"] == "before":
+            raise KeyboardInterrupt
+        out = real_step(iterator)
+        if plan["calls"] == plan["at"] and plan["where"] == "after":
+            raise KeyboardInterrupt
+        return out
+
+    trainer.step_fn = step_fn
+    expected_steps = []
+    for at, where, want in ((1, "before", 0), (2, "after", 2), (3, "before", 4),
+                            (1, "after", 5)):
+        plan.update(calls=0, at=at, where=where)
+        with pytest.raises(KeyboardInterrupt) as e:
+            trainer.fit(evaluate_at_end=False, progress=False)
+        prefix = latest_checkpoint(run_dir)
+        if want == 0:
+            assert prefix is None and "nothing new saved" in str(e.value)
+            continue
+        step = checkpoint_step(prefix)
+        assert (Path(prefix).name, step) == (f"ckpt-{want}", want), (at, where)
+        assert str(e.value) == (f"at step {want}; saved {prefix}. Re-run the same command "
+                                f"to resume.")
+        expected_steps.append(want)
+    assert expected_steps == [2, 4, 5]
+    plan.update(calls=0, at=-1, where="never")
+    summary = trainer.fit(evaluate_at_end=False, progress=False)
+    assert (summary.start_step, summary.end_step) == (5, 8)
+    assert checkpoint_step(latest_checkpoint(run_dir)) == 8
