@@ -179,7 +179,7 @@ def test_train_sigterm_leaves_a_complete_checkpoint_named_after_its_step(tiny_da
     import tensorflow as tf
 
     from maskrcnn_toolkit.modeling.config import load_run
-    from maskrcnn_toolkit.modeling.model import build_model, restore
+    from maskrcnn_toolkit.modeling.model import build_model, find_checkpoint, restore
     from maskrcnn_toolkit.modeling.training import checkpoint_step
     from tests.fixtures.model import write_tiny_config
     config = write_tiny_config(tmp_path, tiny_dataset, tmp_path / "run", steps=1000)
@@ -199,7 +199,7 @@ def test_train_sigterm_leaves_a_complete_checkpoint_named_after_its_step(tiny_da
     assert Path(prefix).name == f"ckpt-{step}" and checkpoint_step(prefix) == step >= 1
     assert not [p.name for p in run_dir.rglob("*") if "temp" in p.name or ".tmp-" in p.name]
     run = load_run(config)
-    assert restore(build_model(run), run_dir) == prefix
+    assert restore(build_model(run), find_checkpoint(run)) == prefix
 
 
 @pytest.mark.slow
