@@ -7,7 +7,12 @@ MODEL: an export folder (export.py), an OD API SavedModel or a TF1 frozen graph.
 INPUT: a video (.mp4 .mov .avi .mkv ...), an image, a folder of images or a quoted glob.
 Video → OUT (video, same size / frames / timestamps, audio copied), OUT with suffix .jsonl
 (one line per processed frame), optionally --coco-results FILE.
-Images → OUT/ folder: annotated images, detections.json (COCO results), images.json.
+Images → OUT/ folder: annotated images, detections.json (COCO results), images.json; with
+--gt GT.json, in the ground truth's image and category ids (evaluate.py --gt GT.json
+--detections OUT/detections.json scores them). One image with --out NAME.jpg (or .png ...)
+→ that one annotated image.
+Mistakes in the arguments (unknown class, empty --start/--end range, output suffix,
+existing output, classes that differ from --gt's) are answered before the model loads.
 Exit codes: 0 done, 2 bad input (message, no traceback), 3 the video could not be decoded
 to its end (what was processed is written as OUT.partial.*), 130 interrupted.
 """
@@ -29,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("input", help="video file, image, folder of images or quoted glob")
     p.add_argument("--out", required=True,
                    help="output video (.mp4/.mov/.mkv/.avi) for a video input, a folder for "
-                        "images")
+                        "images, or an image file (.jpg/.png/...) for one image")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--label-map", help="label_map.pbtxt (default: the one beside the model)")
     p.add_argument("--score-threshold", type=float, default=0.5,
@@ -39,6 +44,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=1,
                    help="frames per model call (default 1; on a CPU batching gains nothing, "
                         "on a GPU try 4-8)")
+    i = p.add_argument_group("images only")
+    i.add_argument("--gt", metavar="FILE",
+                   help="COCO ground truth (e.g. DATA/val_annotations.json): annotate the "
+                        "input images it lists (matched by file name) and write "
+                        "detections.json with its image ids and category ids (classes "
+                        "matched by name), ready for evaluate.py --gt FILE")
     v = p.add_argument_group("video only")
     v.add_argument("--coco-results", metavar="FILE",
                    help="also write COCO results JSON (image_id = frame index)")
@@ -78,6 +89,8 @@ def main(argv=None) -> int:
 
 
 def _annotate(args: argparse.Namespace) -> int:
+    # Everything that can be checked without the model is checked first: loading it takes
+    # 10-20 s, and a mistake should be answered in about a second.
     from maskrcnn_toolkit.inference import (
         Predictor,
         VideoReader,
@@ -86,6 +99,10 @@ def _annotate(args: argparse.Namespace) -> int:
         find_images,
         parse_position,
     )
+    from maskrcnn_toolkit.inference.ground_truth import match_ground_truth
+    from maskrcnn_toolkit.inference.image_annotation import check_image_outputs
+    from maskrcnn_toolkit.inference.predictor import check_classes, model_label_map
+    from maskrcnn_toolkit.inference.video import check_video_outputs, check_video_range
     from maskrcnn_toolkit.inference.video_reader import VIDEO_SUFFIXES, is_video
     from maskrcnn_toolkit.inference.video_writer import encoder_name, pixel_format
 
@@ -97,23 +114,42 @@ def _annotate(args: argparse.Namespace) -> int:
             raise UserError(f"{', '.join(given)} apply to videos only; {args.input!r} is "
                             f"not a video ({', '.join(VIDEO_SUFFIXES)}); drop "
                             f"{'them' if len(given) > 1 else 'it'} for images")
+    elif args.gt:
+        raise UserError(f"--gt applies to images only; {args.input!r} is a video (its "
+                        f"frames are in no COCO ground truth); drop --gt, or use "
+                        f"--coco-results FILE (image_id = frame index)")
     every = 1 if args.every is None else args.every
     if args.batch_size < 1 or every < 1:
         raise UserError(f"--batch-size ({args.batch_size}) and --every ({every}) "
                         f"must be at least 1")
     if not video_input:
-        paths = find_images(args.input)  # checks the input before loading a model
+        paths = find_images(args.input)
     else:
         start = parse_position(args.start, "--start") if args.start else None
         end = parse_position(args.end, "--end") if args.end else None
-        # A bad video, codec or size fails before the model loads.
         codec = encoder_name(args.codec or "h264")
         with VideoReader(args.input) as reader:
             pixel_format(codec, *reader.info.display_size,
                          f"video {args.input!r} is, as displayed,")
-    predictor = Predictor(args.model, label_map=args.label_map,
-                          score_threshold=args.score_threshold,
-                          classes=_classes(args.classes))
+            check_video_range(start, end, reader.info)
+    # The label map the Predictor will use, read without loading the model.
+    label_map = model_label_map(args.model, args.label_map)
+    classes = _classes(args.classes)
+    check_classes(classes, label_map, repr(args.model))
+    gt = None
+    if video_input:
+        check_video_outputs(args.input, args.out, coco_results=args.coco_results,
+                            codec=args.codec or "h264", crf=args.crf,
+                            overwrite=args.overwrite)
+    else:
+        if args.gt:
+            gt = match_ground_truth(args.gt, paths, label_map, classes)
+            paths = gt.paths
+        check_image_outputs(paths, args.out, overwrite=args.overwrite, gt=gt)
+        for w in gt.warnings() if gt is not None else []:
+            print(f"warning: {w}")
+    predictor = Predictor(args.model, label_map=label_map,
+                          score_threshold=args.score_threshold, classes=classes)
     if video_input:
         summary = annotate_video(
             predictor, args.input, args.out, coco_results=args.coco_results,
@@ -123,7 +159,7 @@ def _annotate(args: argparse.Namespace) -> int:
         print(summary.line("frames"))
     else:
         summary = annotate_images(predictor, paths, args.out, batch_size=args.batch_size,
-                                  overwrite=args.overwrite, progress=not args.quiet)
+                                  overwrite=args.overwrite, progress=not args.quiet, gt=gt)
         print(summary.line("images"))
     return summary.exit_code
 

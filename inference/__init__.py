@@ -11,6 +11,8 @@ what runs them over images and video.
 - ``frames``: :func:`annotate_frames`, the threaded decode ▸ predict ▸ draw pipeline.
 - ``video``: :func:`annotate_video` (a video file to annotated video + JSONL + COCO).
 - ``image_annotation``: :func:`find_images`, :func:`annotate_images`.
+- ``ground_truth``: :func:`match_ground_truth` (images and classes in a COCO ground truth's
+  ids, for ``annotate.py --gt``).
 - ``run_summary``: :class:`RunSummary`, what a run did.
 
 Importing this package does not import TensorFlow (``Predictor`` imports it when a model
@@ -18,6 +20,7 @@ loads).
 """
 from maskrcnn_toolkit import core  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 from maskrcnn_toolkit.inference.frames import AnnotatedFrame, annotate_frames, draw_detections
+from maskrcnn_toolkit.inference.ground_truth import GroundTruthMatch, match_ground_truth
 from maskrcnn_toolkit.inference.image_annotation import annotate_images, find_images
 from maskrcnn_toolkit.inference.images import check_image, load_image
 from maskrcnn_toolkit.inference.predictor import Predictor
@@ -34,8 +37,8 @@ from maskrcnn_toolkit.inference.video_reader import (
 from maskrcnn_toolkit.inference.video_writer import VideoWriter, save_frame, write_video
 
 __all__ = [
-    "AnnotatedFrame", "Frame", "Position", "Predictor", "RunSummary", "VideoDecodeError",
-    "VideoInfo", "VideoReader", "VideoWriter", "annotate_frames", "annotate_images",
-    "annotate_video", "check_image", "draw_detections", "find_images", "load_image",
-    "parse_position", "save_frame", "write_video",
+    "AnnotatedFrame", "Frame", "GroundTruthMatch", "Position", "Predictor", "RunSummary",
+    "VideoDecodeError", "VideoInfo", "VideoReader", "VideoWriter", "annotate_frames",
+    "annotate_images", "annotate_video", "check_image", "draw_detections", "find_images",
+    "load_image", "match_ground_truth", "parse_position", "save_frame", "write_video",
 ]

@@ -1,6 +1,9 @@
 """Annotating image files: :func:`find_images` resolves the input (an image, a folder, a
 glob), :func:`annotate_images` writes the annotated copies, COCO results and an index into
-one output folder, atomically.
+one output folder, atomically (or one input image into one image file);
+:func:`check_image_outputs` checks the output before a model loads. With a
+:class:`~maskrcnn_toolkit.inference.ground_truth.GroundTruthMatch`, the COCO results use the
+ground truth's image and category ids.
 
 Images go through the same :func:`~maskrcnn_toolkit.inference.frames.annotate_frames`
 pipeline as video frames, read by :func:`~maskrcnn_toolkit.inference.images.load_image`
@@ -18,9 +21,10 @@ from typing import Sequence
 
 from PIL import Image
 
-from maskrcnn_toolkit.core.atomic import atomic_dir, refuse_existing
+from maskrcnn_toolkit.core.atomic import atomic_dir, atomic_write, refuse_existing
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.inference.frames import annotate_frames
+from maskrcnn_toolkit.inference.ground_truth import GroundTruthMatch
 from maskrcnn_toolkit.inference.images import load_image
 from maskrcnn_toolkit.inference.run_summary import RunSummary, progress_bar
 from maskrcnn_toolkit.inference.video_reader import VIDEO_SUFFIXES, Frame
@@ -86,55 +90,150 @@ def annotated_image_names(paths: Sequence[Path]) -> list[tuple[str, str]]:
     return outputs
 
 
-def annotate_images(predictor, paths: Sequence[Path], out_dir: str | os.PathLike, *,
-                    batch_size: int = 1, classes: Sequence[int | str] | None = None,
-                    overwrite: bool = False, progress: bool = True) -> RunSummary:
-    """Annotate image files into the folder ``out_dir`` (written atomically as a whole).
+def check_image_outputs(paths: Sequence[Path], out: str | os.PathLike, *,
+                        overwrite: bool = False, gt: GroundTruthMatch | None = None
+                        ) -> str | None:
+    """What :func:`annotate_images` checks before it writes, callable before a model loads
+    (``annotate.py`` does). Touches no file.
 
-    Writes ``out_dir/<name>`` for each input (same file name and format; JPEG at quality
-    95; GIF goes to PNG as ``<name>.gif.png``; two inputs with the same output name are a
-    UserError before anything is written), ``out_dir/detections.json`` (COCO results;
-    ``image_id`` = position of the image in sorted path order, from 0) and
-    ``out_dir/images.json`` (``{"images": [{"id", "file_name", "path", "width",
-    "height"}], "categories": [{"id", "name"}]}``, the COCO ``images`` / ``categories``
-    that go with the results).
+    ``out`` with an image suffix (``.jpg .png ...``) names one annotated image: allowed for
+    exactly one input image (not with ``gt``, whose detections.json needs a folder), in a
+    format Pillow writes. Any other ``out`` is a folder (``.json`` / ``.jsonl`` and video
+    suffixes are refused: they name files). An existing ``out`` is refused unless
+    ``overwrite``; the output names inside a folder must not collide.
+
+    Returns the Pillow format of the single output image, or None for a folder. Raises
+    UserError naming ``out`` and the fix.
     """
-    out_dir = Path(out_dir)
-    if out_dir.suffix.lower() in VIDEO_SUFFIXES:
-        raise UserError(f"--out {str(out_dir)!r} looks like a video file, but the input is "
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        raise UserError(f"--out {str(out)!r} looks like a video file, but the input is "
                         f"images; give a folder for the annotated images")
-    refuse_existing(out_dir, overwrite)
-    outputs = annotated_image_names(paths)
+    if suffix in (".json", ".jsonl"):
+        raise UserError(f"--out {str(out)!r} looks like a {suffix[1:].upper()} file, but "
+                        f"images are written into a folder (the annotated images, "
+                        f"detections.json and images.json); give a folder name")
+    if suffix in IMAGE_SUFFIXES:
+        if gt is not None:
+            raise UserError(f"--out {str(out)!r} names one image file, but --gt writes "
+                            f"detections.json beside the images; give a folder (e.g. "
+                            f"--out {str(out.with_suffix(''))!r})")
+        if len(paths) != 1:
+            raise UserError(f"--out {str(out)!r} names one image file, but the input holds "
+                            f"{len(paths)} images; give a folder for several images (e.g. "
+                            f"--out {str(out.with_suffix(''))!r})")
+        fmt = _WRITE_FORMATS.get(suffix)
+        if fmt is None:
+            raise UserError(f"--out {str(out)!r}: annotated images are not written as "
+                            f"{suffix}; use one of {', '.join(_WRITE_FORMATS)}")
+        if out.is_dir():
+            raise UserError(f"--out {str(out)!r} is a folder, not an image file; remove it "
+                            f"or choose another name")
+        refuse_existing(out, overwrite)
+        return fmt
+    refuse_existing(out, overwrite)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {str(out)!r} exists and is not a folder; choose a folder "
+                        f"path")
+    annotated_image_names(paths)
+    return None
+
+
+def annotate_images(predictor, paths: Sequence[Path], out: str | os.PathLike, *,
+                    batch_size: int = 1, classes: Sequence[int | str] | None = None,
+                    overwrite: bool = False, progress: bool = True,
+                    gt: GroundTruthMatch | None = None) -> RunSummary:
+    """Annotate image files into the folder ``out`` (written atomically as a whole), or,
+    when ``out`` has an image suffix and there is one input image, into that one file
+    (format from the suffix; :func:`check_image_outputs` says what is refused).
+
+    A folder gets ``out/<name>`` for each input (same file name and format; JPEG at quality
+    95; GIF goes to PNG as ``<name>.gif.png``; two inputs with the same output name are a
+    UserError before anything is written), ``out/detections.json`` (COCO results: ``bbox``
+    [x, y, w, h] pixels, ``segmentation`` RLE at image size; ``image_id`` = position of the
+    image in sorted path order, from 0) and ``out/images.json`` (``{"images": [{"id",
+    "file_name", "path", "width", "height"}], "categories": [{"id", "name"}]}``, the COCO
+    ``images`` / ``categories`` that go with the results).
+
+    ``gt`` (:func:`~maskrcnn_toolkit.inference.ground_truth.match_ground_truth`): only the
+    inputs the ground truth lists are annotated, ``image_id`` and ``category_id`` are the
+    ground truth's, only the label map's classes it matched are kept, and an image whose
+    size differs from the ground truth's is a UserError.
+    """
+    out = Path(out)
+    if gt is not None:
+        paths = [p for p in paths if p in gt.image_ids]
+        classes = list(gt.category_ids)  # label-map ids whose names the ground truth has
+    single = check_image_outputs(paths, out, overwrite=overwrite, gt=gt)
     t0 = time.perf_counter()
     summary = RunSummary()
     frames = (Frame(i, load_image(p)) for i, p in enumerate(paths))
+    stream = annotate_frames(predictor, frames, batch_size=batch_size, classes=classes,
+                             serialize=single is None)
+    try:
+        if single is not None:
+            a = next(stream)
+            with atomic_write(out) as f:
+                _save(a.image, f, single)
+            _count(summary, a)
+        else:
+            _write_folder(predictor, stream, paths, out, overwrite, progress, summary, gt)
+    finally:
+        stream.close()  # stops the pipeline threads, also after an error
+    summary.seconds = time.perf_counter() - t0
+    summary.outputs = [out]
+    return summary
+
+
+def _write_folder(predictor, stream, paths, out: Path, overwrite: bool, progress: bool,
+                  summary: RunSummary, gt: GroundTruthMatch | None) -> None:
+    outputs = annotated_image_names(paths)
+    ids = [gt.image_ids[p] for p in paths] if gt is not None else list(range(len(paths)))
     results, images = [], []
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite) as tmp:
         bar = progress_bar(len(paths), progress, "images")
         try:
-            for a in annotate_frames(predictor, frames, batch_size=batch_size,
-                                     classes=classes, serialize=True):
+            for a in stream:
                 src = paths[a.index]
                 name, fmt = outputs[a.index]
-                Image.fromarray(a.image).save(tmp / name, format=fmt,
-                                              **({"quality": 95} if fmt == "JPEG" else {}))
                 h, w = a.image.shape[:2]
-                images.append({"id": a.index, "file_name": name, "path": str(src),
+                if gt is not None and gt.sizes[src] not in (None, (h, w)):
+                    raise UserError(
+                        f"image {str(src)!r} is {h}x{w} (H x W) but the ground truth "
+                        f"{gt.path!r} gives its file name {gt.sizes[src][0]}x"
+                        f"{gt.sizes[src][1]}; is it the same image? evaluate.py would "
+                        f"refuse its masks")
+                _save(a.image, tmp / name, fmt)
+                images.append({"id": ids[a.index], "file_name": name, "path": str(src),
                                "width": w, "height": h})
+                for d in a.coco:
+                    d["image_id"] = ids[a.index]
+                    if gt is not None:
+                        d["category_id"] = gt.category_ids[d["category_id"]]
                 results.extend(a.coco)
-                summary.frames += 1
-                summary.processed += 1
-                summary.detections += len(a.detections)
+                _count(summary, a)
                 bar.update(1)
         finally:
             bar.close()
-        label_map = getattr(predictor, "label_map", None)
-        cats = ([{"id": i, "name": n} for i, n in label_map.names_by_id.items()]
-                if label_map is not None else [])
+        if gt is not None:
+            cats = gt.categories
+        else:
+            label_map = getattr(predictor, "label_map", None)
+            cats = ([{"id": i, "name": n} for i, n in label_map.names_by_id.items()]
+                    if label_map is not None else [])
         with open(tmp / "detections.json", "w", encoding="utf-8") as f:
             json.dump(results, f)
         with open(tmp / "images.json", "w", encoding="utf-8") as f:
             json.dump({"images": images, "categories": cats}, f, indent=1)
-    summary.seconds = time.perf_counter() - t0
-    summary.outputs = [out_dir]
-    return summary
+
+
+def _save(image, dest, fmt: str) -> None:
+    """Write uint8 [H, W, 3] RGB ``image`` to a path or an open binary file as ``fmt``."""
+    Image.fromarray(image).save(dest, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+
+
+def _count(summary: RunSummary, a) -> None:
+    summary.frames += 1
+    summary.processed += 1
+    summary.detections += len(a.detections)

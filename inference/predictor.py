@@ -229,6 +229,52 @@ def _label_map_near(location: Path) -> LabelMap | None:
     return None
 
 
+def model_label_map(path: str | os.PathLike, label_map: LabelMap | str | os.PathLike
+                    | None = None) -> LabelMap:
+    """The label map ``Predictor(path, label_map=label_map)`` uses, read without loading the
+    model (no TensorFlow): ``label_map`` (a LabelMap or a path), else the
+    ``label_map.pbtxt`` beside the model, else an empty LabelMap. ``annotate.py`` checks
+    ``--classes`` and ``--gt`` with it before the model's slow load.
+
+    Raises UserError when ``path`` is not a model this module loads (see :func:`_find_model`)
+    or the label map cannot be read.
+    """
+    return _label_map_for(_find_model(Path(path))[1], label_map)
+
+
+def _label_map_for(location: Path, label_map: LabelMap | str | os.PathLike | None
+                   ) -> LabelMap:
+    if isinstance(label_map, LabelMap):
+        return label_map
+    if label_map is not None:
+        return read_label_map(label_map)
+    return _label_map_near(location) or LabelMap({})
+
+
+def check_classes(classes: Sequence[int | str] | None, label_map: LabelMap,
+                  model: str = "the model") -> None:
+    """UserError unless every entry of ``classes`` (ids, digit strings or names) can match a
+    detection: in ``label_map`` (ids or names), or only ids when the label map is empty.
+    ``model`` names the model in the message."""
+    if classes is None:
+        return
+    if not len(label_map):
+        names = [c for c in classes if not _is_class_id(c)]
+        if names:
+            raise UserError(
+                f"classes {names} are class names, but {model} has no label map (none "
+                f"given and no label_map.pbtxt beside it), so no detection could match "
+                f"them; pass a label map with those names (label_map=, annotate.py "
+                f"--label-map) or give class ids instead, which work without one")
+        return
+    known = {str(i) for i in label_map.ids} | set(label_map.names)
+    unknown = [c for c in classes if str(c) not in known]
+    if unknown:
+        valid = ", ".join(f"{n!r} ({i})" for i, n in label_map.names_by_id.items())
+        raise UserError(f"classes {unknown} are not in the label map of {model}; use names "
+                        f"or ids from it: {valid}")
+
+
 def _load_saved_model(location: Path):
     tf = _tf()
     try:
@@ -285,12 +331,11 @@ class Predictor:
                  classes: Iterable[int | str] | None = None):
         self.path = Path(path)
         kind, location = _find_model(self.path)
+        label_map = _label_map_for(location, label_map)  # a bad one fails before the load
         if kind == "frozen_graph":
             self.kind, self._backend = "frozen_graph", _FrozenGraphBackend(str(location))
         else:
             self.kind, self._backend = _load_saved_model(location)
-        if label_map is None:
-            label_map = _label_map_near(location)
         self._setup(label_map, score_threshold, classes)
 
     @classmethod
@@ -316,21 +361,8 @@ class Predictor:
         self.label_map = label_map if label_map is not None else LabelMap({})
         self.score_threshold = float(score_threshold)
         self.classes = None if classes is None else list(classes)
-        if self.classes is not None and not len(self.label_map):
-            names = [c for c in self.classes if not _is_class_id(c)]
-            if names:
-                model = repr(str(self.path)) if self.path is not None else "the model"
-                raise UserError(
-                    f"classes {names} are class names, but {model} has no label map (none "
-                    f"given and no label_map.pbtxt beside it), so no detection could match "
-                    f"them; pass a label map with those names (label_map=, annotate.py "
-                    f"--label-map) or give class ids instead, which work without one")
-        if self.classes is not None:
-            known = {str(i) for i in self.label_map.ids} | set(self.label_map.names)
-            unknown = [c for c in self.classes if str(c) not in known]
-            if unknown and len(self.label_map):
-                raise UserError(f"classes {unknown} are not in the label map "
-                                f"({self.label_map.names_by_id}); use ids or names from it")
+        check_classes(self.classes, self.label_map,
+                      repr(str(self.path)) if self.path is not None else "the model")
 
     def __call__(self, image: np.ndarray) -> Detections:
         """image: uint8 [H, W, 3] RGB → Detections in that image's pixels."""

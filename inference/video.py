@@ -100,23 +100,15 @@ def annotate_video(predictor, src: str | os.PathLike, out: str | os.PathLike, *,
     names and the summary carries the error (exit code 3).
     """
     src, out = Path(src), Path(out)
-    check_output_suffix(out)
-    encoder_name(codec)
-    if crf is not None and encoder_name(codec) not in ("libx264", "libx265"):
-        raise UserError(f"--crf applies to h264/h265 only, not to codec {codec!r}")
-    targets = [out, jsonl_path_for(out)] + ([Path(coco_results)] if coco_results else [])
-    if len({p.resolve() for p in targets + [src]}) != len(targets) + 1:
-        raise UserError(f"outputs {[str(p) for p in targets]} must differ from each other and "
-                        f"from the input {str(src)!r}")
-    for p in targets:
-        refuse_existing(p, overwrite)
-        refuse_existing(partial_path(p), overwrite, "partial output")
+    targets = check_video_outputs(src, out, coco_results=coco_results, codec=codec, crf=crf,
+                                  overwrite=overwrite)
     t0 = time.perf_counter()
     summary = RunSummary()
     with VideoReader(src) as reader:
         info = reader.info
         pixel_format(encoder_name(codec), *info.display_size,
                      f"video {str(src)!r} is, as displayed,")
+        check_video_range(start, end, info)
         for p in targets:  # a run killed with SIGKILL left its temporaries behind
             remove_stale_temporaries(p)
         tmps = [temp_path_for(p) for p in targets]
@@ -184,6 +176,73 @@ def annotate_video(predictor, src: str | os.PathLike, out: str | os.PathLike, *,
                 discard(tmp)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def check_video_outputs(src: str | os.PathLike, out: str | os.PathLike, *,
+                        coco_results: str | os.PathLike | None = None, codec: str = "h264",
+                        crf: float | None = None, overwrite: bool = False) -> list[Path]:
+    """What :func:`annotate_video` checks before it writes, callable before a model loads
+    (``annotate.py`` does): the output's suffix is a container we write, the codec is
+    known and takes ``crf``, the outputs differ from each other and from ``src``, and none
+    of them (nor its ``*.partial.*`` name) exists unless ``overwrite``. Touches no file.
+
+    Returns the outputs: [``out``, its ``.jsonl``, ``coco_results`` when given]. Raises
+    UserError naming the output and the fix.
+    """
+    src, out = Path(src), Path(out)
+    check_output_suffix(out)
+    encoder_name(codec)
+    if crf is not None and encoder_name(codec) not in ("libx264", "libx265"):
+        raise UserError(f"--crf applies to h264/h265 only, not to codec {codec!r}")
+    targets = [out, jsonl_path_for(out)] + ([Path(coco_results)] if coco_results else [])
+    if len({p.resolve() for p in targets + [src]}) != len(targets) + 1:
+        raise UserError(f"outputs {[str(p) for p in targets]} must differ from each other and "
+                        f"from the input {str(src)!r}")
+    for p in targets:
+        refuse_existing(p, overwrite)
+        refuse_existing(partial_path(p), overwrite, "partial output")
+    return targets
+
+
+def check_video_range(start: Position | None, end: Position | None, info: VideoInfo) -> None:
+    """UserError when [``start``, ``end``) cannot hold a frame of the video ``info``
+    describes: ``start`` not before ``end``, or ``start`` at or past the video's end (its
+    declared frame count or duration; a video that declares neither is not checked here,
+    and decoding finds the range empty instead).
+
+    Frame indices and seconds are compared through the frame rate (frame i is at
+    ``start_time_s + i / fps``); with mixed units, a start within half a frame of the end
+    passes here, as variable-rate timing makes the conversion approximate.
+    """
+    fps = float(info.fps)
+    src = repr(info.path)
+    if start is not None and end is not None:
+        if start.unit == end.unit:
+            empty = start.value >= end.value
+        else:
+            empty = _seconds(start, info) >= _seconds(end, info) + 0.5 / fps
+        if empty:
+            raise UserError(f"--start {start} is not before --end {end}: the range holds no "
+                            f"frame of {src}; give an --end after the --start")
+    if start is None:
+        return
+    n, dur = info.num_frames, info.duration_s
+    if start.unit == "f":
+        limit = n or (round(dur * fps) if dur else None)
+        past = limit is not None and start.value >= limit
+    else:
+        end_s = (info.start_time_s + dur) if dur else (
+            info.start_time_s + n / fps if n else None)
+        past = end_s is not None and start.value >= end_s - 1e-6
+    if past:
+        length = ", ".join(x for x in (f"{n} frames" if n else "",
+                                       f"{info.start_time_s + dur:.2f} s" if dur else "") if x)
+        raise UserError(f"--start {start} is past the end of {src} ({length}); give a start "
+                        f"inside the video")
+
+
+def _seconds(p: Position, info: VideoInfo) -> float:
+    return p.value if p.unit == "s" else info.start_time_s + p.value / float(info.fps)
 
 
 def _first_frame(frames: Iterator[Frame]) -> Frame | None:

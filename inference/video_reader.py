@@ -66,7 +66,9 @@ class VideoInfo:
 
     width/height are the coded size; the displayed size swaps them when ``rotation`` is
     ±90 (see :attr:`display_size`). fps is the stream's average rate; ``num_frames`` is what
-    the container declares (0 when it does not say, as in MKV).
+    the container declares (0 when it does not say, as in MKV). ``start_time_s`` is the
+    stream's first presentation time in seconds (frame times count from it; 0 when unknown,
+    and for AVI, which is timed by frame index).
     """
 
     path: str
@@ -79,6 +81,7 @@ class VideoInfo:
     codec: str
     rotation: int
     audio_codec: str | None
+    start_time_s: float = 0.0
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -162,7 +165,12 @@ class VideoReader:
             fps=Fraction(fps), time_base=Fraction(s.time_base or Fraction(1, 1000)),
             num_frames=int(s.frames or 0), duration_s=dur, codec=s.codec_context.name,
             rotation=self._probe_rotation(), audio_codec=audio[0].codec_context.name if audio
-            else None)
+            else None, start_time_s=self._start_time(s))
+
+    def _start_time(self, s) -> float:
+        if self._container.format.name == "avi" or s.start_time is None or not s.time_base:
+            return 0.0  # frames() times AVI by index, from 0
+        return max(0.0, float(s.start_time * s.time_base))
 
     def _probe_rotation(self) -> int:
         # The display matrix arrives with decoded frames: look at the first one in a second

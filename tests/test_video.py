@@ -262,9 +262,14 @@ def test_start_end_seconds_and_frames(predictor, clip, tmp_path):
     frames, fps, kinds = decode_all(out)
     assert len(frames) == 6 and frames[0][0] == pytest.approx(0.0) and kinds[1] == "audio"
     assert len(audio_packets(out)) < len(audio_packets(clip))
-    with pytest.raises(UserError, match="no frame in the range"):
+    # A start past the declared end is refused before decoding; a range the declared
+    # numbers cannot rule out (frame 11 is at 1.1 s) is found empty by decoding.
+    with pytest.raises(UserError, match=r"--start frame 50 is past the end of .* \(12 frames"):
         annotate_video(predictor, clip, tmp_path / "none.mp4", start=parse_position("50f"),
                        progress=False)
+    with pytest.raises(UserError, match="no frame in the range"):
+        annotate_video(predictor, clip, tmp_path / "none.mp4", start=parse_position("11f"),
+                       end=parse_position("1.1"), progress=False)
     assert not (tmp_path / "none.mp4").exists() and leftovers(tmp_path) == []
 
 
