@@ -21,7 +21,12 @@ from typing import Sequence
 
 from PIL import Image
 
-from maskrcnn_toolkit.core.atomic import atomic_dir, atomic_write, refuse_existing
+from maskrcnn_toolkit.core.atomic import (
+    atomic_dir,
+    atomic_write,
+    check_replaceable,
+    refuse_existing,
+)
 from maskrcnn_toolkit.core.errors import UserError
 from maskrcnn_toolkit.inference.frames import annotate_frames
 from maskrcnn_toolkit.inference.ground_truth import GroundTruthMatch
@@ -136,8 +141,23 @@ def check_image_outputs(paths: Sequence[Path], out: str | os.PathLike, *,
     if out.exists() and not out.is_dir():
         raise UserError(f"output {str(out)!r} exists and is not a folder; choose a folder "
                         f"path")
-    annotated_image_names(paths)
+    # --overwrite replaces the whole folder: one holding files annotate did not write is
+    # refused (the user's own photos must not vanish with it).
+    check_replaceable(out, overwrite, owned=owned_names(out, paths), what="output")
     return None
+
+
+def owned_names(out: Path, paths: Sequence[Path]):
+    """Which entries of an existing output folder ``out`` annotate may replace: what this
+    run writes, and what an earlier run wrote there (the ``file_name`` entries of its
+    ``images.json``). Returns a predicate over entry names."""
+    names = {"detections.json", "images.json"} | {n for n, _ in annotated_image_names(paths)}
+    try:
+        with open(out / "images.json", encoding="utf-8") as f:
+            names |= {str(im["file_name"]) for im in json.load(f)["images"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no earlier run's list: only this run's names are ours
+    return names.__contains__
 
 
 def annotate_images(predictor, paths: Sequence[Path], out: str | os.PathLike, *,
@@ -191,7 +211,7 @@ def _write_folder(predictor, stream, paths, out: Path, overwrite: bool, progress
     outputs = annotated_image_names(paths)
     ids = [gt.image_ids[p] for p in paths] if gt is not None else list(range(len(paths)))
     results, images = [], []
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, owned=owned_names(out, paths)) as tmp:
         bar = progress_bar(len(paths), progress, "images")
         try:
             for a in stream:

@@ -333,3 +333,21 @@ def test_annotated_images_score_against_the_converters_ground_truth(od_model,
     assert "not in the ground truth" not in printed and "category ids" not in printed
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["bbox"]["AP"] == metrics["segm"]["AP"] == 1.0
+
+
+def test_overwrite_keeps_a_folder_that_holds_the_users_own_files(tmp_path):
+    """--overwrite replaces an earlier annotate output folder, but refuses (before any model
+    loads) one that holds files annotate did not write."""
+    from maskrcnn_toolkit.core.errors import UserError
+    from maskrcnn_toolkit.inference.image_annotation import check_image_outputs
+    photos = [tmp_path / "a.png", tmp_path / "b.jpg"]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"x")
+    (out / "old.jpg").write_bytes(b"x")  # an earlier run's image, listed in its images.json
+    (out / "images.json").write_text('{"images": [{"file_name": "old.jpg"}]}')
+    assert check_image_outputs(photos, out, overwrite=True) is None
+    (out / "holiday.jpg").write_bytes(b"mine")
+    with pytest.raises(UserError, match="holiday.jpg"):
+        check_image_outputs(photos, out, overwrite=True)
+    assert (out / "holiday.jpg").read_bytes() == b"mine"
