@@ -35,11 +35,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from maskrcnn_toolkit.core.atomic import refuse_existing
+    from maskrcnn_toolkit.core.atomic import check_replaceable, refuse_existing
+    from maskrcnn_toolkit.core.export_folder import is_export_file
     from maskrcnn_toolkit.modeling.config import load_run
     from maskrcnn_toolkit.modeling.model import find_checkpoint
     # The cheap checks first, before TensorFlow is even imported: a mistake costs a second.
     refuse_existing(args.out, args.overwrite, "export folder")
+    check_replaceable(args.out, args.overwrite, owned=is_export_file, what="export")
     checkpoint = find_checkpoint(load_run(args.config, experiment=False), args.checkpoint)
     from maskrcnn_toolkit.modeling.exporting import export
     export(load_run(args.config), args.out, checkpoint=checkpoint,

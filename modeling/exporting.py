@@ -55,6 +55,13 @@ import tensorflow as tf
 
 from maskrcnn_toolkit.core.atomic import atomic_dir, refuse_existing
 from maskrcnn_toolkit.core.errors import UserError
+from maskrcnn_toolkit.core.export_folder import (
+    FROZEN_GRAPH,
+    LABEL_MAP,
+    METADATA,
+    SAVED_MODEL,
+    is_export_file,
+)
 from maskrcnn_toolkit.core.label_map import LabelMap, write_label_map
 
 FROZEN_INPUT = "image_tensor"
@@ -401,7 +408,7 @@ def export_model(model, params, label_map: LabelMap, out_dir: str | os.PathLike,
         "versions": _versions(),
         "tensors": OUTPUT_DOCS,
     }
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, owned=is_export_file) as tmp:
         images_fn = module.serve_images.get_concrete_function()
         signatures = {"serving_default": images_fn, "image_tensor": images_fn,
                       "encoded_image": module.serve_encoded.get_concrete_function(),
@@ -416,7 +423,7 @@ def export_model(model, params, label_map: LabelMap, out_dir: str | os.PathLike,
         tf.get_logger().setLevel("ERROR")
         try:
             tf.saved_model.save(
-                holder, str(tmp / "saved_model"), signatures=signatures,
+                holder, str(tmp / SAVED_MODEL), signatures=signatures,
                 # no gradients are needed for serving; tracing them is slow
                 options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
         finally:
@@ -425,15 +432,15 @@ def export_model(model, params, label_map: LabelMap, out_dir: str | os.PathLike,
         meta["mask_size"] = [int(d) for d in
                              module.serve_odapi.get_concrete_function()
                              .structured_outputs["detection_masks"].shape[2:]]
-        with open(tmp / "frozen_graph.pb", "wb") as f:
+        with open(tmp / FROZEN_GRAPH, "wb") as f:
             f.write(gd.SerializeToString())
-        write_label_map(tmp / "label_map.pbtxt", label_map)
-        with open(tmp / "metadata.json", "w") as f:
+        write_label_map(tmp / LABEL_MAP, label_map)
+        with open(tmp / METADATA, "w") as f:
             json.dump(meta, f, indent=2)
     if not quiet:
         print(f"exported {len(label_map)} classes in {time.perf_counter() - t0:.0f} s to "
-              f"{out_dir}: saved_model/ {_mb(_dir_size(out_dir / 'saved_model'))}, "
-              f"frozen_graph.pb {_mb(_dir_size(out_dir / 'frozen_graph.pb'))}, "
+              f"{out_dir}: saved_model/ {_mb(_dir_size(out_dir / SAVED_MODEL))}, "
+              f"frozen_graph.pb {_mb(_dir_size(out_dir / FROZEN_GRAPH))}, "
               f"score threshold {threshold:g}")
     return meta
 

@@ -62,3 +62,17 @@ def test_a_wrong_checkpoint_lists_the_ones_that_exist(fresh, tmp_path):
         assert "holds ckpt-250, ckpt-500, ckpt-1000" in r.stderr
         assert f"--checkpoint {run_dir / 'ckpt-1000'}" in r.stderr
         assert "tensorflow imported: False" in r.stdout
+
+
+def test_export_overwrite_refuses_a_folder_with_other_files(fresh, tmp_path):
+    """--overwrite replaces a whole export folder: one that holds a file export did not
+    write is refused, before TensorFlow is imported, and the file stays."""
+    out = tmp_path / "exported"
+    out.mkdir()
+    (out / "metadata.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    r = probe("export", "--config", fresh, "--out", out, "--overwrite")
+    assert r.returncode == 2, r.stderr
+    assert "holds files this tool did not write (notes.txt)" in r.stderr
+    assert "tensorflow imported: False" in r.stdout
+    assert (out / "notes.txt").read_text() == "mine"
